@@ -1,0 +1,96 @@
+/** Calendar arithmetic in an IANA time zone, without I/O. */
+
+export class TimeZoneError extends Error {}
+
+export function systemTimeZone(): string {
+  return process.env.TZ || Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+export function assertTimeZone(tz: string): string {
+  try {
+    new Intl.DateTimeFormat('en-CA', { timeZone: tz });
+    return tz;
+  } catch {
+    throw new TimeZoneError(`unknown time zone "${tz}" (use an IANA name such as UTC, Europe/Paris, America/New_York)`);
+  }
+}
+
+const QUARTER_HOUR = 15 * 60 * 1000;
+
+/**
+ * Maps instants to local calendar dates. Every zone offset in use is a multiple of 15 minutes,
+ * so one lookup per quarter hour is exact and lets reports bucket pre-aggregated rows.
+ */
+export class LocalCalendar {
+  private readonly fmt: Intl.DateTimeFormat;
+  private readonly cache = new Map<number, string>();
+
+  constructor(readonly timeZone: string) {
+    this.fmt = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+  }
+
+  /** YYYY-MM-DD of the instant in this zone. */
+  date(ts: number): string {
+    const q = Math.floor(ts / QUARTER_HOUR);
+    let d = this.cache.get(q);
+    if (d === undefined) {
+      d = this.fmt.format(new Date(q * QUARTER_HOUR));
+      this.cache.set(q, d);
+    }
+    return d;
+  }
+
+  month(ts: number): string {
+    return this.date(ts).slice(0, 7);
+  }
+
+  /** Date of the first day of the week holding `ts`; weekStart 0 = Sunday, 1 = Monday. */
+  week(ts: number, weekStart: number): string {
+    return weekStartOf(this.date(ts), weekStart);
+  }
+
+  /** Epoch ms of local midnight starting `date` (YYYY-MM-DD). */
+  startOfDay(date: string): number {
+    // Start from UTC midnight and correct by the zone's offset; repeat once for DST edges.
+    let guess = Date.parse(`${date}T00:00:00Z`);
+    for (let i = 0; i < 3; i++) {
+      const local = this.fmt.formatToParts(new Date(guess));
+      const hm = new Intl.DateTimeFormat('en-GB', { timeZone: this.timeZone, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+        .format(new Date(guess));
+      const [h, m] = hm.split(':').map(Number);
+      const day = `${part(local, 'year')}-${part(local, 'month')}-${part(local, 'day')}`;
+      const dayDelta = Math.round((Date.parse(`${day}T00:00:00Z`) - Date.parse(`${date}T00:00:00Z`)) / 86_400_000);
+      const offsetMin = dayDelta * 1440 + h * 60 + m;
+      if (offsetMin === 0) return guess;
+      guess -= offsetMin * 60_000;
+    }
+    return guess;
+  }
+}
+
+function part(parts: Intl.DateTimeFormatPart[], type: string): string {
+  return parts.find((p) => p.type === type)!.value;
+}
+
+export function weekStartOf(date: string, weekStart: number): string {
+  const t = Date.parse(`${date}T00:00:00Z`);
+  const dow = new Date(t).getUTCDay();
+  const back = (dow - weekStart + 7) % 7;
+  return new Date(t - back * 86_400_000).toISOString().slice(0, 10);
+}
+
+export class DateArgError extends Error {}
+
+/** Accepts YYYY-MM-DD or YYYYMMDD (as ccusage does) and returns YYYY-MM-DD. */
+export function parseDateArg(value: string, flag: string): string {
+  const m = /^(\d{4})-?(\d{2})-?(\d{2})$/.exec(value.trim());
+  if (!m) throw new DateArgError(`${flag} expects a date as YYYY-MM-DD, got "${value}"`);
+  const iso = `${m[1]}-${m[2]}-${m[3]}`;
+  const t = Date.parse(`${iso}T00:00:00Z`);
+  if (Number.isNaN(t) || new Date(t).toISOString().slice(0, 10) !== iso) {
+    throw new DateArgError(`${flag}: "${value}" is not a real calendar date`);
+  }
+  return iso;
+}
+
+export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];

@@ -1,0 +1,54 @@
+/**
+ * Ordered schema migrations. The database's `PRAGMA user_version` is the number of migrations applied;
+ * opening an older database applies the rest in place, inside one transaction each.
+ * Never edit a migration that has shipped: add a new one.
+ */
+export const MIGRATIONS: string[] = [
+  // 1: requests from every source, and per-file import checkpoints.
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE files (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    head TEXT NOT NULL
+  );
+  CREATE TABLE requests (
+    key TEXT PRIMARY KEY,
+    request_id TEXT,
+    message_id TEXT,
+    ts INTEGER NOT NULL,
+    session_id TEXT,
+    project TEXT,
+    agent_id TEXT,
+    is_subagent INTEGER NOT NULL DEFAULT 0,
+    model TEXT,
+    input INTEGER NOT NULL,
+    output INTEGER NOT NULL,
+    cache_write_5m INTEGER NOT NULL,
+    cache_write_1h INTEGER NOT NULL,
+    cache_read INTEGER NOT NULL,
+    web_searches INTEGER NOT NULL DEFAULT 0,
+    web_fetches INTEGER NOT NULL DEFAULT 0,
+    speed TEXT,
+    inference_geo TEXT,
+    service_tier TEXT,
+    total_tokens INTEGER NOT NULL,
+    cost REAL,
+    stop_reason TEXT,
+    tools TEXT,
+    client_version TEXT,
+    sources INTEGER NOT NULL
+  );
+  CREATE INDEX requests_ts ON requests(ts);
+  CREATE INDEX requests_session ON requests(session_id, ts);
+  `,
+  // 2: look up requests by the upstream request id (proxy records merge with transcript lines through it).
+  `
+  CREATE INDEX requests_request_id ON requests(request_id) WHERE request_id IS NOT NULL;
+  `,
+];

@@ -1,0 +1,264 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { RequestRecord } from '../../core/types.js';
+import { totalTokens } from '../../core/types.js';
+import type { PriceBook } from '../../core/pricing/pricebook.js';
+import {
+  StoreError, type FileCheckpoint, type GroupDim, type RequestFilter, type Store, type StoredRequest,
+  type UpsertResult, type UsageGroup,
+} from '../store.js';
+import { MIGRATIONS } from './migrations.js';
+
+type Row = Record<string, unknown>;
+
+const USAGE_COLS = ['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read', 'web_searches', 'web_fetches',
+  'speed', 'inference_geo', 'service_tier', 'total_tokens', 'cost'] as const;
+
+const INSERT_SQL = `INSERT OR IGNORE INTO requests (key, request_id, message_id, ts, session_id, project, agent_id, is_subagent,
+  model, ${USAGE_COLS.join(', ')}, stop_reason, tools, client_version, sources)
+  VALUES (@key, @request_id, @message_id, @ts, @session_id, @project, @agent_id, @is_subagent,
+  @model, ${USAGE_COLS.map((c) => '@' + c).join(', ')}, @stop_reason, @tools, @client_version, @sources)`;
+
+// A later copy of a request replaces the usage only when it is larger (streamed lines grow);
+// identity and attribution fill gaps; a main-thread copy beats a subagent replay.
+const MERGE_SQL = `UPDATE requests SET
+  ${USAGE_COLS.map((c) => `${c} = CASE WHEN @total_tokens > total_tokens THEN @${c} ELSE ${c} END`).join(',\n  ')},
+  ts = CASE WHEN @total_tokens > total_tokens AND (sources & 1) = 0 THEN @ts ELSE ts END,
+  stop_reason = CASE WHEN @total_tokens > total_tokens THEN COALESCE(@stop_reason, stop_reason) ELSE COALESCE(stop_reason, @stop_reason) END,
+  request_id = COALESCE(request_id, @request_id),
+  message_id = COALESCE(message_id, @message_id),
+  session_id = COALESCE(session_id, @session_id),
+  project = COALESCE(project, @project),
+  agent_id = COALESCE(agent_id, @agent_id),
+  is_subagent = is_subagent AND @is_subagent,
+  model = COALESCE(model, @model),
+  tools = CASE WHEN length(COALESCE(@tools, '')) > length(COALESCE(tools, '')) THEN @tools ELSE tools END,
+  client_version = COALESCE(client_version, @client_version),
+  sources = sources | @sources
+  WHERE key = @key`;
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly merge: Database.Statement;
+  private readonly upsertMany: (rows: Row[]) => UpsertResult;
+
+  private constructor(readonly location: string, db: Database.Database, private readonly prices: PriceBook) {
+    this.db = db;
+    this.insert = db.prepare(INSERT_SQL);
+    this.merge = db.prepare(MERGE_SQL);
+    this.upsertMany = (rows) => {
+      let inserted = 0;
+      let updated = 0;
+      for (const row of rows) {
+        if (this.insert.run(row).changes === 1) inserted++;
+        else {
+          this.merge.run(row);
+          updated++;
+        }
+      }
+      return { inserted, updated };
+    };
+  }
+
+  /** Open (creating or upgrading in place) the database at `path`; `:memory:` for tests. */
+  static open(path: string, prices: PriceBook, options: { readonly?: boolean } = {}): SqliteStore {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { readonly: options.readonly ?? false });
+      db.pragma('busy_timeout = 5000');
+      if (!options.readonly && path !== ':memory:') db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      migrate(db, path);
+      const store = new SqliteStore(path, db, prices);
+      if (!options.readonly) store.repriceIfNeeded();
+      return store;
+    } catch (err) {
+      db?.close();
+      throw asStoreError(err, path);
+    }
+  }
+
+  /** Schema version of an open database (number of migrations applied). */
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  async upsertRequests(records: RequestRecord[]): Promise<UpsertResult> {
+    return this.guard(() => this.db.transaction(this.upsertMany)(records.map((r) => this.toRow(r))));
+  }
+
+  async getCheckpoint(path: string): Promise<FileCheckpoint | undefined> {
+    return this.guard(() => {
+      const row = this.db.prepare('SELECT * FROM files WHERE path = ?').get(path) as Row | undefined;
+      if (!row) return undefined;
+      return {
+        path: row.path as string, dev: row.dev as number, ino: row.ino as number, size: row.size as number,
+        mtimeMs: row.mtime_ms as number, offset: row.offset as number, lines: row.lines as number, head: row.head as string,
+      };
+    });
+  }
+
+  async commitFileChunk(cp: FileCheckpoint, records: RequestRecord[]): Promise<UpsertResult> {
+    const rows = records.map((r) => this.toRow(r));
+    const saveCheckpoint = this.db.prepare(`INSERT INTO files (path, dev, ino, size, mtime_ms, offset, lines, head)
+      VALUES (@path, @dev, @ino, @size, @mtimeMs, @offset, @lines, @head)
+      ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size,
+        mtime_ms = excluded.mtime_ms, offset = excluded.offset, lines = excluded.lines, head = excluded.head`);
+    return this.guard(() => this.db.transaction(() => {
+      const res = this.upsertMany(rows);
+      saveCheckpoint.run(cp);
+      return res;
+    })());
+  }
+
+  async summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]> {
+    const dimSql: Record<GroupDim, string> = {
+      quarterHour: '(ts / 900000) AS quarterHour',
+      model: 'model',
+      session: 'session_id AS session',
+      project: 'project',
+    };
+    const dimKey: Record<GroupDim, string> = { quarterHour: 'quarterHour', model: 'model', session: 'session_id', project: 'project' };
+    const { where, params } = whereClause(filter);
+    const select = [
+      ...groupBy.map((d) => dimSql[d]),
+      'COUNT(*) AS requests', 'SUM(input) AS input', 'SUM(output) AS output',
+      'SUM(cache_write_5m) AS cacheWrite5m', 'SUM(cache_write_1h) AS cacheWrite1h', 'SUM(cache_read) AS cacheRead',
+      'SUM(web_searches) AS webSearches', 'TOTAL(cost) AS cost',
+      'SUM(CASE WHEN cost IS NULL THEN total_tokens ELSE 0 END) AS unknownCostTokens',
+      'SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END) AS unknownCostRequests',
+      'MIN(ts) AS firstTs', 'MAX(ts) AS lastTs',
+    ];
+    const groupSql = groupBy.length ? `GROUP BY ${groupBy.map((d) => dimKey[d]).join(', ')}` : '';
+    const sql = `SELECT ${select.join(', ')} FROM requests ${where} ${groupSql}`;
+    return this.guard(() => {
+      const rows = this.db.prepare(sql).all(params) as UsageGroup[];
+      return groupBy.length ? rows : rows.filter((r) => r.requests > 0);
+    });
+  }
+
+  async listRequests(filter: RequestFilter & { limit?: number }): Promise<StoredRequest[]> {
+    const { where, params } = whereClause(filter);
+    const limit = filter.limit ? `LIMIT ${Math.max(1, Math.floor(filter.limit))}` : '';
+    return this.guard(() => (this.db.prepare(`SELECT * FROM requests ${where} ORDER BY ts DESC ${limit}`).all(params) as Row[])
+      .map(fromRow));
+  }
+
+  async countRequests(): Promise<number> {
+    return this.guard(() => (this.db.prepare('SELECT COUNT(*) AS n FROM requests').get() as { n: number }).n);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Stored costs follow the price book: when prices change (a new release or prices.json), re-price every row. */
+  private repriceIfNeeded(): void {
+    const current = this.db.prepare("SELECT value FROM meta WHERE key = 'price_fingerprint'").get() as { value: string } | undefined;
+    if (current?.value === this.prices.fingerprint) return;
+    const rows = this.db.prepare(`SELECT key, ts, model, input, output, cache_write_5m, cache_write_1h, cache_read,
+      web_searches, speed, inference_geo, service_tier FROM requests`).all() as Row[];
+    const update = this.db.prepare('UPDATE requests SET cost = ? WHERE key = ?');
+    this.db.transaction(() => {
+      for (const row of rows) {
+        const r = fromRow(row);
+        update.run(this.prices.price(r.model, r.ts, r.usage).cost, r.key);
+      }
+      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('price_fingerprint', ?)
+        ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(this.prices.fingerprint);
+    })();
+  }
+
+  private toRow(r: RequestRecord): Row {
+    const u = r.usage;
+    return {
+      key: r.key, request_id: r.requestId, message_id: r.messageId, ts: r.ts, session_id: r.sessionId,
+      project: r.project, agent_id: r.agentId, is_subagent: r.isSubagent ? 1 : 0, model: r.model,
+      input: u.input, output: u.output, cache_write_5m: u.cacheWrite5m, cache_write_1h: u.cacheWrite1h,
+      cache_read: u.cacheRead, web_searches: u.webSearches, web_fetches: u.webFetches, speed: u.speed,
+      inference_geo: u.inferenceGeo, service_tier: u.serviceTier, total_tokens: totalTokens(u),
+      cost: this.prices.price(r.model, r.ts, u).cost,
+      stop_reason: r.stopReason, tools: r.tools.length ? r.tools.join(',') : null,
+      client_version: r.clientVersion, sources: r.sources,
+    };
+  }
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw asStoreError(err, this.location);
+    }
+  }
+}
+
+function migrate(db: Database.Database, path: string): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new StoreError(`database ${path} has schema version ${version}, newer than this tokentally understands (${MIGRATIONS.length})`,
+      'upgrade tokentally, or point TOKENTALLY_HOME at another folder');
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+function whereClause(f: RequestFilter): { where: string; params: Row } {
+  const parts: string[] = [];
+  const params: Row = {};
+  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+  if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+  if (f.project !== undefined) { parts.push('instr(project, @project) > 0'); params.project = f.project; }
+  if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
+  return { where: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params };
+}
+
+function fromRow(row: Row): StoredRequest {
+  return {
+    key: row.key as string,
+    requestId: (row.request_id as string | null) ?? null,
+    messageId: (row.message_id as string | null) ?? null,
+    ts: row.ts as number,
+    sessionId: (row.session_id as string | null) ?? null,
+    project: (row.project as string | null) ?? null,
+    agentId: (row.agent_id as string | null) ?? null,
+    isSubagent: row.is_subagent === 1,
+    model: (row.model as string | null) ?? null,
+    usage: {
+      input: row.input as number, output: row.output as number, cacheWrite5m: row.cache_write_5m as number,
+      cacheWrite1h: row.cache_write_1h as number, cacheRead: row.cache_read as number,
+      webSearches: row.web_searches as number, webFetches: (row.web_fetches as number) ?? 0,
+      speed: (row.speed as string | null) ?? null, inferenceGeo: (row.inference_geo as string | null) ?? null,
+      serviceTier: (row.service_tier as string | null) ?? null,
+    },
+    stopReason: (row.stop_reason as string | null) ?? null,
+    tools: row.tools ? String(row.tools).split(',') : [],
+    clientVersion: (row.client_version as string | null) ?? null,
+    sources: (row.sources as number) ?? 0,
+    cost: (row.cost as number | null) ?? null,
+  };
+}
+
+function asStoreError(err: unknown, path: string): Error {
+  if (err instanceof StoreError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  const msg = (err as Error).message ?? String(err);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || /not a database|malformed/i.test(msg)) {
+    return new StoreError(`the database ${path} is corrupt (${msg})`,
+      `nothing was changed. Move it aside (mv "${path}" "${path}.corrupt") and run \`tokentally sync\` to rebuild it from the transcripts still on disk; ` +
+      'records whose transcripts Claude Code has deleted remain only in the old file (sqlite3 .recover can extract them)');
+  }
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return new StoreError(`the database ${path} is locked by another process (${msg})`, 'retry in a moment');
+  }
+  if (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY' || code === 'SQLITE_FULL' || code === 'SQLITE_IOERR') {
+    return new StoreError(`cannot write the database ${path} (${msg})`, 'check the folder permissions and free disk space, or set TOKENTALLY_HOME');
+  }
+  return err instanceof Error ? err : new Error(msg);
+}

@@ -1,0 +1,82 @@
+import type { RequestRecord } from '../core/types.js';
+import type { PriceBook } from '../core/pricing/pricebook.js';
+
+/** Where the transcript importer stopped in one file, so the next sync reads only appended bytes. */
+export interface FileCheckpoint {
+  path: string;
+  /** Inode and device: a replaced file (same path, new inode) is read again from the start. */
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  /** Bytes consumed: always the end of a complete line. */
+  offset: number;
+  /** Lines consumed, so skipped lines can be reported as file:line. */
+  lines: number;
+  /** Hash of the file's first bytes: a file rewritten in place is detected and re-read. */
+  head: string;
+}
+
+export interface RequestFilter {
+  /** Inclusive lower bound, epoch ms. */
+  fromTs?: number;
+  /** Exclusive upper bound, epoch ms. */
+  toTs?: number;
+  /** Substring of the project path. */
+  project?: string;
+  sessionId?: string;
+}
+
+export type GroupDim = 'quarterHour' | 'model' | 'session' | 'project';
+
+export interface UsageGroup {
+  quarterHour?: number;
+  model?: string | null;
+  session?: string | null;
+  project?: string | null;
+  requests: number;
+  input: number;
+  output: number;
+  cacheWrite5m: number;
+  cacheWrite1h: number;
+  cacheRead: number;
+  webSearches: number;
+  /** Sum of known costs (USD). */
+  cost: number;
+  /** Tokens of requests whose model has no price. */
+  unknownCostTokens: number;
+  unknownCostRequests: number;
+  firstTs: number;
+  lastTs: number;
+}
+
+export interface UpsertResult {
+  inserted: number;
+  updated: number;
+}
+
+export interface StoredRequest extends RequestRecord {
+  cost: number | null;
+}
+
+/** One store for every source; SQLite by default. Every implementation passes test/store/common.case.ts. */
+export interface Store {
+  readonly location: string;
+  /** Insert or merge records (same key = same request: the larger usage wins, metadata fills gaps). */
+  upsertRequests(records: RequestRecord[]): Promise<UpsertResult>;
+  getCheckpoint(path: string): Promise<FileCheckpoint | undefined>;
+  /** Records and the file position are committed together, so an interrupted sync never half-counts. */
+  commitFileChunk(checkpoint: FileCheckpoint, records: RequestRecord[]): Promise<UpsertResult>;
+  summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]>;
+  listRequests(filter: RequestFilter & { limit?: number }): Promise<StoredRequest[]>;
+  countRequests(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class StoreError extends Error {
+  constructor(message: string, readonly hint?: string) {
+    super(message);
+  }
+}
+
+export type { PriceBook };
