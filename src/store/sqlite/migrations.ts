@@ -51,4 +51,49 @@ export const MIGRATIONS: string[] = [
   `
   CREATE INDEX requests_request_id ON requests(request_id) WHERE request_id IS NOT NULL;
   `,
+  // 3: what the live proxy sees of a request (NULL for rows only imported from transcripts).
+  `
+  ALTER TABLE requests ADD COLUMN endpoint TEXT;
+  ALTER TABLE requests ADD COLUMN model_requested TEXT;
+  ALTER TABLE requests ADD COLUMN stream INTEGER;
+  ALTER TABLE requests ADD COLUMN status TEXT;
+  ALTER TABLE requests ADD COLUMN error_type TEXT;
+  ALTER TABLE requests ADD COLUMN latency_ms INTEGER;
+  ALTER TABLE requests ADD COLUMN ttft_ms INTEGER;
+  ALTER TABLE requests ADD COLUMN request_bytes INTEGER;
+  ALTER TABLE requests ADD COLUMN message_count INTEGER;
+  ALTER TABLE requests ADD COLUMN user_agent TEXT;
+  ALTER TABLE requests ADD COLUMN key_hash TEXT;
+  `,
+  // 4: tool calls and their results, and compaction points, for session audits and cost per tool.
+  `
+  CREATE TABLE tool_calls (
+    tool_use_id TEXT PRIMARY KEY,
+    request_key TEXT NOT NULL,
+    session_id TEXT,
+    agent_id TEXT,
+    ts INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    input_chars INTEGER NOT NULL DEFAULT 0,
+    target TEXT
+  );
+  CREATE INDEX tool_calls_session ON tool_calls(session_id, ts);
+  CREATE TABLE tool_results (
+    tool_use_id TEXT PRIMARY KEY,
+    session_id TEXT,
+    agent_id TEXT,
+    ts INTEGER NOT NULL,
+    result_chars INTEGER NOT NULL,
+    is_error INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX tool_results_session ON tool_results(session_id, ts);
+  CREATE TABLE compactions (
+    session_id TEXT NOT NULL,
+    agent_id TEXT,
+    ts INTEGER NOT NULL,
+    trigger TEXT,
+    pre_tokens INTEGER,
+    PRIMARY KEY (session_id, ts)
+  );
+  `,
 ];
