@@ -68,3 +68,19 @@ export function csvLine(values: (string | number | null)[]): string {
 export function terminalWidth(): number {
   return process.stdout.isTTY && process.stdout.columns ? process.stdout.columns : 80;
 }
+
+/** Word-wrap prose to the terminal width (tables are sized separately). */
+export function wrap(text: string, width = terminalWidth()): string {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) out.push(line);
+  return out.join('\n');
+}

@@ -4,7 +4,7 @@ import { assertTimeZone, parseDateArg, systemTimeZone, WEEKDAYS } from '../../..
 import { loadPriceBook, openStore } from '../context.js';
 import { UsageError } from '../errors.js';
 import {
-  csvLine, formatCompact, formatCost, formatInt, formatPercent, formatUsd, renderTable, terminalWidth, type Column,
+  csvLine, formatCompact, formatCost, formatInt, formatPercent, formatUsd, renderTable, terminalWidth, wrap, type Column,
 } from '../format.js';
 import { describeSync, runSync } from './sync.js';
 
@@ -176,7 +176,7 @@ function toTable(report: Report, breakdown: boolean): string {
       + ' Add them to TOKENTALLY_HOME/prices.json.');
   }
   if (!wide) notes.push('K = thousand, M = million, B = billion tokens; Hit % = cache reads / prompt tokens.');
-  return [renderTable(columns, rows, cells('Total', t)), ...notes].join('\n');
+  return [renderTable(columns, rows, cells('Total', t)), ...notes.map((n) => wrap(n))].join('\n');
 }
 
 /** Paths keep their informative end; other labels their start. */
