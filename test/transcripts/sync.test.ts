@@ -185,4 +185,15 @@ describe('incremental, durable sync', () => {
     assert.equal(r.skipped.line_too_long, 1);
     assert.equal((await totals(store)).input, 3);
   });
+
+  it('can read just the given files (the statusline reads only its session)', async () => {
+    const { claude, env, store } = setup();
+    const a = writeTranscript(claude, 'p/a.jsonl', [assistantLine({ sessionId: 'a', input: 1 })]);
+    writeTranscript(claude, 'p/b.jsonl', [assistantLine({ sessionId: 'b', input: 2 })]);
+    const r = await syncTranscripts(store, { env, onlyPaths: [a] });
+    assert.equal(r.files.read, 1);
+    assert.deepEqual((await store.listRequests({})).map((x) => x.sessionId), ['a']);
+    const again = await syncTranscripts(store, { env, onlyPaths: [a] });
+    assert.equal(again.files.unchanged, 1);
+  });
 });

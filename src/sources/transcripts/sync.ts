@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { dirname, relative, resolve, sep } from 'node:path';
 import type { RequestRecord } from '../../core/types.js';
 import { mergeRecords } from '../../core/merge.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
@@ -39,6 +40,11 @@ export interface SyncOptions {
   onProgress?: (p: SyncProgress) => void;
   /** How many skipped lines to list individually. */
   maxSkippedLines?: number;
+  /**
+   * Read only these transcript files (absolute paths), e.g. the statusline's current session: cheap enough
+   * for a hot path. Files outside the transcript roots are read too, attributed by their own folder.
+   */
+  onlyPaths?: string[];
 }
 
 const READ_BYTES = 4 * 1024 * 1024;
@@ -67,8 +73,11 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
 
   // Plan: stat everything first so progress has a byte total and unchanged files cost one stat.
   const plan: { file: FoundFile; size: number; checkpoint: FileCheckpoint | undefined }[] = [];
-  for (const root of roots) {
-    for (const file of listTranscriptFiles(root, onError)) {
+  const candidates = options.onlyPaths
+    ? [options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))]
+    : roots.map((root) => listTranscriptFiles(root, onError));
+  for (const files of candidates) {
+    for (const file of files) {
       report.files.seen++;
       let st;
       try {
@@ -120,6 +129,14 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   }
   report.durationMs = Date.now() - started;
   return report;
+}
+
+/** Name a file given by path relative to the transcript root that holds it (or to its grandparent folder). */
+function foundFileFor(path: string, roots: string[]): FoundFile {
+  const abs = resolve(path);
+  const root = roots.find((r) => abs.startsWith(r + sep));
+  const rel = root ? relative(root, abs) : relative(dirname(dirname(abs)), abs);
+  return { path: abs, relPath: rel.split(sep).join('/') };
 }
 
 async function importFile(
