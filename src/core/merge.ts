@@ -1,4 +1,4 @@
-import type { RequestRecord } from './types.js';
+import type { ProxyDetails, RequestRecord } from './types.js';
 import { totalTokens } from './types.js';
 
 /**
@@ -18,6 +18,7 @@ export function mergeRecords(a: RequestRecord, b: RequestRecord): RequestRecord 
     tools.push(name);
     if (id !== undefined) toolIds.push(id);
   });
+  const proxy = mergeProxy(bBigger ? b.proxy : a.proxy, bBigger ? a.proxy : b.proxy);
   return {
     key: a.key,
     requestId: a.requestId ?? b.requestId,
@@ -34,7 +35,16 @@ export function mergeRecords(a: RequestRecord, b: RequestRecord): RequestRecord 
     toolIds,
     clientVersion: a.clientVersion ?? b.clientVersion,
     sources: a.sources | b.sources,
+    ...(proxy ? { proxy } : {}),
   };
+}
+
+/** The proxy view of the copy whose usage won, gaps filled from the other (as the store's COALESCE does). */
+function mergeProxy(first: ProxyDetails | undefined, second: ProxyDetails | undefined): ProxyDetails | undefined {
+  if (!first || !second) return first ?? second;
+  const out = { ...first } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(second)) if (out[k] === null || out[k] === undefined) out[k] = v;
+  return out as unknown as ProxyDetails;
 }
 
 function countOf(list: string[], t: string): number {

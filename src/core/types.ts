@@ -43,6 +43,30 @@ export interface RequestRecord {
   /** Claude Code version that wrote the line, when known. */
   clientVersion: string | null;
   sources: number;
+  /** What the live proxy saw of the request; absent for records only imported from transcripts. */
+  proxy?: ProxyDetails;
+}
+
+/** Per-request facts only the live proxy sees (columns added by migration 3). Never holds keys or prompt text. */
+export interface ProxyDetails {
+  /** Path without the query string, e.g. `/v1/messages`. */
+  endpoint: string;
+  /** `model` of the request body (the answer's model is `RequestRecord.model`). */
+  modelRequested: string | null;
+  stream: boolean;
+  /** HTTP status as text (`"200"`, `"529"`), or `client_aborted` / `upstream_error`. */
+  status: string;
+  /** Anthropic error type (`overloaded_error`...) or a socket error code (`ECONNRESET`...). */
+  errorType: string | null;
+  /** From receiving the request to the end of the response. */
+  latencyMs: number;
+  /** From receiving the request to the first streamed content delta; null when not streamed. */
+  ttftMs: number | null;
+  requestBytes: number;
+  messageCount: number | null;
+  userAgent: string | null;
+  /** First 12 hex digits of sha256 of the API key or bearer token: attribution without the secret. */
+  keyHash: string | null;
 }
 
 export function emptyUsage(): Usage {

@@ -1,4 +1,5 @@
 import type { RequestRecord } from '../core/types.js';
+import type { Compaction, SessionFacts, ToolCall, ToolResult } from '../core/session-facts.js';
 import type { PriceBook } from '../core/pricing/pricebook.js';
 
 /** Where the transcript importer stopped in one file, so the next sync reads only appended bytes. */
@@ -25,6 +26,12 @@ export interface RequestFilter {
   /** Substring of the project path. */
   project?: string;
   sessionId?: string;
+}
+
+export interface FactFilter {
+  sessionId?: string;
+  fromTs?: number;
+  toTs?: number;
 }
 
 export type GroupDim = 'quarterHour' | 'model' | 'session' | 'project';
@@ -65,8 +72,11 @@ export interface Store {
   /** Insert or merge records (same key = same request: the larger usage wins, metadata fills gaps). */
   upsertRequests(records: RequestRecord[]): Promise<UpsertResult>;
   getCheckpoint(path: string): Promise<FileCheckpoint | undefined>;
-  /** Records and the file position are committed together, so an interrupted sync never half-counts. */
-  commitFileChunk(checkpoint: FileCheckpoint, records: RequestRecord[]): Promise<UpsertResult>;
+  /** Records (and tool facts) and the file position are committed together, so an interrupted sync never half-counts. */
+  commitFileChunk(checkpoint: FileCheckpoint, records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult>;
+  listToolCalls(filter: FactFilter): Promise<ToolCall[]>;
+  listToolResults(filter: FactFilter): Promise<ToolResult[]>;
+  listCompactions(filter: FactFilter): Promise<Compaction[]>;
   summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]>;
   listRequests(filter: RequestFilter & { limit?: number }): Promise<StoredRequest[]>;
   countRequests(): Promise<number>;

@@ -86,3 +86,24 @@ export function writeTranscript(root: string, rel: string, lines: string[]): str
 export function appendTranscript(path: string, lines: string[]): void {
   appendFileSync(path, lines.map((l) => l + '\n').join(''));
 }
+
+/** A user line returning a tool result, as Claude Code writes it (content also duplicated in toolUseResult). */
+export function toolResultLine(toolUseId: string, content: string | unknown[], opts: { sessionId?: string; timestamp?: string; isError?: boolean } = {}): string {
+  counter++;
+  return JSON.stringify({
+    parentUuid: null, isSidechain: false, userType: 'external', cwd: '/home/dev/app', sessionId: opts.sessionId ?? 'sess-1',
+    version: '2.1.197', type: 'user',
+    message: { role: 'user', content: [{ tool_use_id: toolUseId, type: 'tool_result', content, is_error: opts.isError ?? false }] },
+    uuid: `tr-${counter}`, timestamp: opts.timestamp ?? '2026-11-20T10:00:01.000Z',
+    toolUseResult: { stdout: typeof content === 'string' ? content : '', stderr: '', interrupted: false },
+  });
+}
+
+export function compactBoundaryLine(sessionId: string, timestamp: string, preTokens: number, trigger = 'auto'): string {
+  counter++;
+  return JSON.stringify({
+    parentUuid: null, logicalParentUuid: 'x', isSidechain: false, userType: 'external', cwd: '/home/dev/app', sessionId,
+    version: '2.1.197', type: 'system', subtype: 'compact_boundary', content: 'Conversation compacted',
+    compactMetadata: { trigger, preTokens }, uuid: `cb-${counter}`, timestamp, level: 'info',
+  });
+}

@@ -7,7 +7,7 @@ import { PriceBook } from '../../src/core/pricing/pricebook.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { syncTranscripts } from '../../src/sources/transcripts/sync.js';
 import { transcriptRoots } from '../../src/sources/transcripts/discover.js';
-import { appendTranscript, assistantLine, userLine, writeTranscript } from '../helpers/transcripts.js';
+import { appendTranscript, assistantLine, compactBoundaryLine, toolResultLine, userLine, writeTranscript } from '../helpers/transcripts.js';
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'tt-sync-'));
@@ -195,5 +195,27 @@ describe('incremental, durable sync', () => {
     assert.deepEqual((await store.listRequests({})).map((x) => x.sessionId), ['a']);
     const again = await syncTranscripts(store, { env, onlyPaths: [a] });
     assert.equal(again.files.unchanged, 1);
+  });
+
+  it('records tool calls with their targets, tool result sizes and compaction points', async () => {
+    const { claude, env, store } = setup();
+    const callLine = JSON.parse(assistantLine({ sessionId: 'tools', messageId: 'msg_t1', tools: [{ id: 'toolu_r1', name: 'Read' }, { id: 'toolu_b1', name: 'Bash' }] }));
+    callLine.message.content[0].input = { file_path: '/home/dev/app/big.log' };
+    callLine.message.content[1].input = { command: 'export SECRET=hunter2; ls' };
+    writeTranscript(claude, 'p/tools.jsonl', [
+      JSON.stringify(callLine),
+      toolResultLine('toolu_r1', 'x'.repeat(12_000), { sessionId: 'tools' }),
+      toolResultLine('toolu_b1', [{ type: 'text', text: 'abc' }, { type: 'image', source: {} }], { sessionId: 'tools', isError: true }),
+      compactBoundaryLine('tools', '2026-11-20T11:00:00.000Z', 167_345),
+    ]);
+    await syncTranscripts(store, { env });
+    const calls = await store.listToolCalls({ sessionId: 'tools' });
+    assert.deepEqual(calls.map((c) => [c.toolUseId, c.name, c.target, c.requestKey]),
+      [['toolu_r1', 'Read', '/home/dev/app/big.log', 'm:msg_t1'], ['toolu_b1', 'Bash', null, 'm:msg_t1']]);
+    const results = await store.listToolResults({ sessionId: 'tools' });
+    // 3 text chars + one image counted as 1,600 tokens x 4 chars
+    assert.deepEqual(results.map((r) => [r.toolUseId, r.resultChars, r.isError]), [['toolu_r1', 12_000, false], ['toolu_b1', 3 + 6400, true]]);
+    const compactions = await store.listCompactions({ sessionId: 'tools' });
+    assert.deepEqual(compactions.map((c) => [c.trigger, c.preTokens]), [['auto', 167_345]]);
   });
 });

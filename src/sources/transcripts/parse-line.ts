@@ -1,5 +1,6 @@
 import type { RequestRecord, Usage } from '../../core/types.js';
 import { SOURCE_TRANSCRIPT, requestKey } from '../../core/types.js';
+import { IMAGE_CHARS, type SessionFacts } from '../../core/session-facts.js';
 
 /** What the importer knows about a file before reading it. */
 export interface FileContext {
@@ -134,4 +135,69 @@ function str(v: unknown): string | null {
 
 function isObj(v: unknown): v is Record<string, any> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const FILE_TOOLS = new Set(['Read', 'Edit', 'Write', 'MultiEdit', 'NotebookEdit', 'NotebookRead']);
+
+/**
+ * Tool calls (from assistant lines), tool results (from user lines) and compaction points (system lines)
+ * in one parsed transcript line. `requestKey` is the key of the record parsed from the same line, if any.
+ */
+export function extractFacts(value: unknown, ctx: FileContext, requestKey: string | null, into: SessionFacts): void {
+  if (!isObj(value)) return;
+  const ts = typeof value.timestamp === 'string' ? Date.parse(value.timestamp) : NaN;
+  if (!Number.isFinite(ts)) return;
+  const sessionId = str(value.sessionId) ?? ctx.pathSession;
+  const isSub = value.isSidechain === true || str(value.agentId) !== null || ctx.pathAgent !== null;
+  const agentId = isSub ? str(value.agentId) ?? ctx.pathAgent : null;
+  const message = value.message;
+
+  if (value.type === 'assistant' && requestKey && isObj(message) && Array.isArray(message.content)) {
+    for (const block of message.content) {
+      if (!isObj(block) || block.type !== 'tool_use' || typeof block.id !== 'string' || typeof block.name !== 'string') continue;
+      const input = isObj(block.input) ? block.input : {};
+      let target: string | null = null;
+      if (FILE_TOOLS.has(block.name)) target = str(input.file_path) ?? str(input.notebook_path) ?? str(input.path);
+      else if (block.name === 'Task' || block.name === 'Agent') target = str(input.subagent_type);
+      else if (block.name === 'Grep' || block.name === 'Glob') target = str(input.path);
+      into.toolCalls.push({
+        toolUseId: block.id.slice(0, 200), requestKey, sessionId, agentId, ts, name: block.name.slice(0, 200),
+        inputChars: jsonLength(block.input), target,
+      });
+    }
+  } else if (value.type === 'user' && isObj(message) && Array.isArray(message.content)) {
+    for (const block of message.content) {
+      if (!isObj(block) || block.type !== 'tool_result' || typeof block.tool_use_id !== 'string') continue;
+      into.toolResults.push({
+        toolUseId: block.tool_use_id.slice(0, 200), sessionId, agentId, ts,
+        resultChars: contentChars(block.content), isError: block.is_error === true,
+      });
+    }
+  } else if (value.type === 'system' && value.subtype === 'compact_boundary' && sessionId) {
+    const meta = isObj(value.compactMetadata) ? value.compactMetadata : {};
+    into.compactions.push({
+      sessionId, agentId, ts, trigger: str(meta.trigger),
+      preTokens: typeof meta.preTokens === 'number' && Number.isFinite(meta.preTokens) ? Math.round(meta.preTokens) : null,
+    });
+  }
+}
+
+function contentChars(content: unknown): number {
+  if (typeof content === 'string') return content.length;
+  if (!Array.isArray(content)) return 0;
+  let n = 0;
+  for (const b of content) {
+    if (!isObj(b)) continue;
+    if (typeof b.text === 'string') n += b.text.length;
+    else if (b.type === 'image') n += IMAGE_CHARS;
+  }
+  return n;
+}
+
+function jsonLength(v: unknown): number {
+  try {
+    return JSON.stringify(v ?? {}).length;
+  } catch {
+    return 0;
+  }
 }

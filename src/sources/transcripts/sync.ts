@@ -4,7 +4,8 @@ import type { RequestRecord } from '../../core/types.js';
 import { mergeRecords } from '../../core/merge.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
 import { listTranscriptFiles, transcriptRoots, type FoundFile } from './discover.js';
-import { fileContext, parseTranscriptLine, type FileContext, type SkipReason } from './parse-line.js';
+import { emptyFacts } from '../../core/session-facts.js';
+import { extractFacts, fileContext, parseTranscriptLine, type FileContext, type SkipReason } from './parse-line.js';
 
 export interface SyncProgress {
   filesDone: number;
@@ -55,6 +56,8 @@ const HEAD_BYTES = 1024;
 const QUIET_TAIL_MS = 5 * 60 * 1000;
 const NEWLINE = 0x0a;
 const USAGE = Buffer.from('"usage"');
+const TOOL_RESULT = Buffer.from('"tool_result"');
+const COMPACT = Buffer.from('"compact_boundary"');
 
 export async function syncTranscripts(store: Store, options: SyncOptions = {}): Promise<SyncReport> {
   const started = Date.now();
@@ -160,18 +163,21 @@ async function importFile(
     report.files.read++;
     const ctx = fileContext(file.relPath);
     const pending = new Map<string, RequestRecord>();
+    let facts = emptyFacts();
     const quietTail = Date.now() - st.mtimeMs > QUIET_TAIL_MS;
 
     const commit = async (consumedTo: number, complete: boolean) => {
       const records = [...pending.values()];
       pending.clear();
+      const chunkFacts = facts;
+      facts = emptyFacts();
       const cp: FileCheckpoint = {
         path: file.path, dev: st.dev, ino: st.ino,
         // A mid-file checkpoint must not look "unchanged" to the next run.
         size: complete ? size : -1, mtimeMs: complete ? Math.floor(st.mtimeMs) : -1,
         offset: consumedTo, lines: lineNo, head: headOf(fd, size, HEAD_BYTES),
       };
-      const res = await store.commitFileChunk(cp, records);
+      const res = await store.commitFileChunk(cp, records, chunkFacts);
       report.newRequests += res.inserted;
       report.mergedCopies += res.updated;
     };
@@ -189,7 +195,7 @@ async function importFile(
       while (e > s && isSpace(buf[e - 1])) e--;
       if (s === e) return;
       const slice = buf.subarray(s, e);
-      if (slice.indexOf(USAGE) === -1) {
+      if (slice.indexOf(USAGE) === -1 && slice.indexOf(TOOL_RESULT) === -1 && slice.indexOf(COMPACT) === -1) {
         // Not a response: only its shape is checked, so malformed lines are still counted.
         if (buf[s] !== 0x7b /* { */) {
           skip(isJson(slice) ? 'not_an_object' : 'invalid_json');
@@ -206,11 +212,12 @@ async function importFile(
         return;
       }
       const result = parseTranscriptLine(value, ctx, lineNo);
-      if (result === null) return;
-      if ('skip' in result) {
+      if (result !== null && 'skip' in result) {
         skip(result.skip);
         return;
       }
+      extractFacts(value, ctx, result?.record.key ?? null, facts);
+      if (result === null) return;
       report.requestLines++;
       const prev = pending.get(result.record.key);
       pending.set(result.record.key, prev ? mergeRecords(prev, result.record) : result.record);

@@ -1,11 +1,12 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { RequestRecord } from '../../core/types.js';
+import type { ProxyDetails, RequestRecord } from '../../core/types.js';
 import { totalTokens } from '../../core/types.js';
 import type { PriceBook } from '../../core/pricing/pricebook.js';
+import type { Compaction, SessionFacts, ToolCall, ToolResult } from '../../core/session-facts.js';
 import {
-  StoreError, type FileCheckpoint, type GroupDim, type RequestFilter, type Store, type StoredRequest,
+  StoreError, type FactFilter, type FileCheckpoint, type GroupDim, type RequestFilter, type Store, type StoredRequest,
   type UpsertResult, type UsageGroup,
 } from '../store.js';
 import { MIGRATIONS } from './migrations.js';
@@ -15,10 +16,15 @@ type Row = Record<string, unknown>;
 const USAGE_COLS = ['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read', 'web_searches', 'web_fetches',
   'speed', 'inference_geo', 'service_tier', 'total_tokens', 'cost'] as const;
 
+/** What the live proxy saw (migration 3); NULL on rows only imported from transcripts. */
+const PROXY_COLS = ['endpoint', 'model_requested', 'stream', 'status', 'error_type', 'latency_ms', 'ttft_ms',
+  'request_bytes', 'message_count', 'user_agent', 'key_hash'] as const;
+
 const INSERT_SQL = `INSERT OR IGNORE INTO requests (key, request_id, message_id, ts, session_id, project, agent_id, is_subagent,
-  model, ${USAGE_COLS.join(', ')}, stop_reason, tools, client_version, sources)
+  model, ${USAGE_COLS.join(', ')}, stop_reason, tools, client_version, sources, ${PROXY_COLS.join(', ')})
   VALUES (@key, @request_id, @message_id, @ts, @session_id, @project, @agent_id, @is_subagent,
-  @model, ${USAGE_COLS.map((c) => '@' + c).join(', ')}, @stop_reason, @tools, @client_version, @sources)`;
+  @model, ${USAGE_COLS.map((c) => '@' + c).join(', ')}, @stop_reason, @tools, @client_version, @sources,
+  ${PROXY_COLS.map((c) => '@' + c).join(', ')})`;
 
 // A later copy of a request replaces the usage only when it is larger (streamed lines grow);
 // identity and attribution fill gaps; a main-thread copy beats a subagent replay.
@@ -35,6 +41,7 @@ const MERGE_SQL = `UPDATE requests SET
   model = COALESCE(model, @model),
   tools = CASE WHEN length(COALESCE(@tools, '')) > length(COALESCE(tools, '')) THEN @tools ELSE tools END,
   client_version = COALESCE(client_version, @client_version),
+  ${PROXY_COLS.map((c) => `${c} = CASE WHEN @total_tokens > total_tokens THEN COALESCE(@${c}, ${c}) ELSE COALESCE(${c}, @${c}) END`).join(',\n  ')},
   sources = sources | @sources
   WHERE key = @key`;
 
@@ -48,14 +55,33 @@ export class SqliteStore implements Store {
     this.db = db;
     this.insert = db.prepare(INSERT_SQL);
     this.merge = db.prepare(MERGE_SQL);
+    const byKey = db.prepare('SELECT * FROM requests WHERE key = ?');
+    const messageKeyOf = db.prepare("SELECT key FROM requests WHERE request_id = ? AND key LIKE 'm:%' LIMIT 1").pluck();
+    const remove = db.prepare('DELETE FROM requests WHERE key = ?');
     this.upsertMany = (rows) => {
       let inserted = 0;
       let updated = 0;
-      for (const row of rows) {
+      for (let row of rows) {
+        // One request seen with and without its message id (a proxy record of a stream cut before
+        // message_start, a transcript line without message.id) is one row: the `m:` key absorbs the `r:` one.
+        const requestId = row.request_id as string | null;
+        if (requestId && (row.key as string).startsWith('r:')) {
+          const owner = messageKeyOf.get(requestId) as string | undefined;
+          if (owner) row = { ...row, key: owner };
+        }
         if (this.insert.run(row).changes === 1) inserted++;
         else {
           this.merge.run(row);
           updated++;
+        }
+        if (requestId && (row.key as string).startsWith('m:')) {
+          const orphan = byKey.get(`r:${requestId}`) as Row | undefined;
+          if (orphan) {
+            this.merge.run({ ...orphan, key: row.key });
+            remove.run(orphan.key);
+            inserted--;
+            updated++;
+          }
         }
       }
       return { inserted, updated };
@@ -63,12 +89,12 @@ export class SqliteStore implements Store {
   }
 
   /** Open (creating or upgrading in place) the database at `path`; `:memory:` for tests. */
-  static open(path: string, prices: PriceBook, options: { readonly?: boolean } = {}): SqliteStore {
+  static open(path: string, prices: PriceBook, options: { readonly?: boolean; busyTimeoutMs?: number } = {}): SqliteStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     let db: Database.Database | undefined;
     try {
       db = new Database(path, { readonly: options.readonly ?? false });
-      db.pragma('busy_timeout = 5000');
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       if (!options.readonly && path !== ':memory:') db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       migrate(db, path);
@@ -101,7 +127,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async commitFileChunk(cp: FileCheckpoint, records: RequestRecord[]): Promise<UpsertResult> {
+  async commitFileChunk(cp: FileCheckpoint, records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult> {
     const rows = records.map((r) => this.toRow(r));
     const saveCheckpoint = this.db.prepare(`INSERT INTO files (path, dev, ino, size, mtime_ms, offset, lines, head)
       VALUES (@path, @dev, @ino, @size, @mtimeMs, @offset, @lines, @head)
@@ -109,6 +135,7 @@ export class SqliteStore implements Store {
         mtime_ms = excluded.mtime_ms, offset = excluded.offset, lines = excluded.lines, head = excluded.head`);
     return this.guard(() => this.db.transaction(() => {
       const res = this.upsertMany(rows);
+      if (facts) this.saveFacts(facts);
       saveCheckpoint.run(cp);
       return res;
     })());
@@ -147,6 +174,38 @@ export class SqliteStore implements Store {
       .map(fromRow));
   }
 
+  async listToolCalls(filter: FactFilter): Promise<ToolCall[]> {
+    const { where, params } = factWhere(filter);
+    return this.guard(() => this.db.prepare(`SELECT tool_use_id AS toolUseId, request_key AS requestKey, session_id AS sessionId,
+      agent_id AS agentId, ts, name, input_chars AS inputChars, target FROM tool_calls ${where} ORDER BY ts`).all(params) as ToolCall[]);
+  }
+
+  async listToolResults(filter: FactFilter): Promise<ToolResult[]> {
+    const { where, params } = factWhere(filter);
+    return this.guard(() => (this.db.prepare(`SELECT tool_use_id AS toolUseId, session_id AS sessionId, agent_id AS agentId, ts,
+      result_chars AS resultChars, is_error AS isError FROM tool_results ${where} ORDER BY ts`).all(params) as Row[])
+      .map((r) => ({ ...r, isError: r.isError === 1 }) as ToolResult));
+  }
+
+  async listCompactions(filter: FactFilter): Promise<Compaction[]> {
+    const { where, params } = factWhere(filter);
+    return this.guard(() => this.db.prepare(`SELECT session_id AS sessionId, agent_id AS agentId, ts, trigger, pre_tokens AS preTokens
+      FROM compactions ${where} ORDER BY ts`).all(params) as Compaction[]);
+  }
+
+  private saveFacts(facts: SessionFacts): void {
+    // Forked sessions copy tool calls and results verbatim: the first copy is kept.
+    const call = this.db.prepare(`INSERT OR IGNORE INTO tool_calls (tool_use_id, request_key, session_id, agent_id, ts, name, input_chars, target)
+      VALUES (@toolUseId, @requestKey, @sessionId, @agentId, @ts, @name, @inputChars, @target)`);
+    const result = this.db.prepare(`INSERT OR IGNORE INTO tool_results (tool_use_id, session_id, agent_id, ts, result_chars, is_error)
+      VALUES (@toolUseId, @sessionId, @agentId, @ts, @resultChars, @isError)`);
+    const compaction = this.db.prepare(`INSERT OR IGNORE INTO compactions (session_id, agent_id, ts, trigger, pre_tokens)
+      VALUES (@sessionId, @agentId, @ts, @trigger, @preTokens)`);
+    for (const c of facts.toolCalls) call.run(c);
+    for (const r of facts.toolResults) result.run({ ...r, isError: r.isError ? 1 : 0 });
+    for (const c of facts.compactions) compaction.run(c);
+  }
+
   async countRequests(): Promise<number> {
     return this.guard(() => (this.db.prepare('SELECT COUNT(*) AS n FROM requests').get() as { n: number }).n);
   }
@@ -174,6 +233,7 @@ export class SqliteStore implements Store {
 
   private toRow(r: RequestRecord): Row {
     const u = r.usage;
+    const p = r.proxy;
     return {
       key: r.key, request_id: r.requestId, message_id: r.messageId, ts: r.ts, session_id: r.sessionId,
       project: r.project, agent_id: r.agentId, is_subagent: r.isSubagent ? 1 : 0, model: r.model,
@@ -183,6 +243,11 @@ export class SqliteStore implements Store {
       cost: this.prices.price(r.model, r.ts, u).cost,
       stop_reason: r.stopReason, tools: r.tools.length ? r.tools.join(',') : null,
       client_version: r.clientVersion, sources: r.sources,
+      endpoint: p?.endpoint ?? null, model_requested: p?.modelRequested ?? null,
+      stream: p ? (p.stream ? 1 : 0) : null, status: p?.status ?? null, error_type: p?.errorType ?? null,
+      latency_ms: p ? Math.round(p.latencyMs) : null, ttft_ms: p?.ttftMs == null ? null : Math.round(p.ttftMs),
+      request_bytes: p?.requestBytes ?? null, message_count: p?.messageCount ?? null,
+      user_agent: p?.userAgent ?? null, key_hash: p?.keyHash ?? null,
     };
   }
 
@@ -207,6 +272,15 @@ function migrate(db: Database.Database, path: string): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+}
+
+function factWhere(f: FactFilter): { where: string; params: Row } {
+  const parts: string[] = [];
+  const params: Row = {};
+  if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
+  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+  if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+  return { where: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params };
 }
 
 function whereClause(f: RequestFilter): { where: string; params: Row } {
@@ -242,6 +316,24 @@ function fromRow(row: Row): StoredRequest {
     clientVersion: (row.client_version as string | null) ?? null,
     sources: (row.sources as number) ?? 0,
     cost: (row.cost as number | null) ?? null,
+    ...(row.status != null ? { proxy: proxyFromRow(row) } : {}),
+  };
+}
+
+function proxyFromRow(row: Row): ProxyDetails {
+  const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    endpoint: (row.endpoint as string | null) ?? '',
+    modelRequested: (row.model_requested as string | null) ?? null,
+    stream: row.stream === 1,
+    status: row.status as string,
+    errorType: (row.error_type as string | null) ?? null,
+    latencyMs: num(row.latency_ms) ?? 0,
+    ttftMs: num(row.ttft_ms),
+    requestBytes: num(row.request_bytes) ?? 0,
+    messageCount: num(row.message_count),
+    userAgent: (row.user_agent as string | null) ?? null,
+    keyHash: (row.key_hash as string | null) ?? null,
   };
 }
 
