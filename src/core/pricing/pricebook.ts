@@ -36,7 +36,8 @@ export function normalizeModelId(raw: string): string {
   id = id.replace(/^(anthropic|bedrock|vertex_ai|vertex)\//, '');
   id = id.replace(/^(us|eu|apac|global|jp|au)\.anthropic\./, '').replace(/^anthropic\./, '');
   id = id.replace(/-v\d+(:\d+)?$/, '');
-  id = id.replace(/@(\d{8})$/, '-$1');
+  // Vertex writes `@date`, with a `-v2`-style revision before it on some ids (`claude-3-5-sonnet-v2@20241022`).
+  id = id.replace(/(?:-v\d+)?@(\d{8})$/, '-$1');
   return id;
 }
 
@@ -77,7 +78,10 @@ export class PriceBook {
   ratesAt(m: ModelPrice, ts: number): { rates: Rates; longContext: LongContextRule | undefined } {
     let rates = m.rates;
     let longContext = m.longContext;
-    for (const change of m.history ?? []) {
+    // Latest cut-over first, so that when several changes are still ahead of `ts` the earliest one
+    // (the price that was in force at `ts`) is applied last and wins, whatever order `history` is in.
+    const changes = [...(m.history ?? [])].sort((a, b) => Date.parse(b.before) - Date.parse(a.before));
+    for (const change of changes) {
       if (ts < Date.parse(change.before)) {
         if (change.rates) rates = { ...rates, ...change.rates };
         if (change.longContext !== undefined) longContext = change.longContext ?? undefined;

@@ -17,12 +17,13 @@ export function applyUserPrices(doc: unknown, where: string, base: ModelPrice[] 
     throw new PriceFileError(`${where}: expected {"models": {"<model id>": {"input": <USD/MTok>, "output": <USD/MTok>}}}`);
   }
   const models = base.map((m) => ({ ...m, aliases: [...m.aliases] }));
-  const lookup = new PriceBook(models);
   for (const [rawId, spec] of Object.entries(doc.models)) {
     const at = `${where}: models["${rawId}"]`;
     if (!isObject(spec)) throw new PriceFileError(`${at}: expected an object of prices`);
     const id = normalizeModelId(rawId);
-    const existing = lookup.find(id);
+    // Exact id or alias only: PriceBook.find() would map an unlisted dated snapshot
+    // (claude-haiku-4-5-20260301) to its undated alias, and the user's new model would overwrite that one.
+    const existing = models.find((m) => m.id === id) ?? models.find((m) => m.aliases.includes(id));
     const partial = readRates(spec, at, existing === undefined);
     const aliases = spec.aliases === undefined ? [] : readAliases(spec.aliases, `${at}.aliases`);
     const longContext = spec.longContext === undefined ? undefined : readLongContext(spec.longContext, `${at}.longContext`);
@@ -32,7 +33,7 @@ export function applyUserPrices(doc: unknown, where: string, base: ModelPrice[] 
       throw new PriceFileError(`${at}.usGeoPremium: expected true or false`);
     }
     if (existing) {
-      const target = models.find((m) => m.id === existing.id)!;
+      const target = existing;
       target.rates = { ...target.rates, ...partial };
       target.aliases.push(...aliases.filter((a) => a !== target.id));
       if (id !== target.id && !target.aliases.includes(id)) target.aliases.push(id);
