@@ -62,6 +62,20 @@ export interface UpsertResult {
   updated: number;
 }
 
+/** One request reduced to what time series (5-hour blocks, burn rates) need: cheap to read in bulk. */
+export interface UsagePoint {
+  ts: number;
+  sessionId: string | null;
+  model: string | null;
+  input: number;
+  output: number;
+  cacheWrite5m: number;
+  cacheWrite1h: number;
+  cacheRead: number;
+  /** USD, or null when the model has no price. */
+  cost: number | null;
+}
+
 export interface StoredRequest extends RequestRecord {
   cost: number | null;
 }
@@ -72,13 +86,17 @@ export interface Store {
   /** Insert or merge records (same key = same request: the larger usage wins, metadata fills gaps). */
   upsertRequests(records: RequestRecord[]): Promise<UpsertResult>;
   getCheckpoint(path: string): Promise<FileCheckpoint | undefined>;
-  /** Records (and tool facts) and the file position are committed together, so an interrupted sync never half-counts. */
-  commitFileChunk(checkpoint: FileCheckpoint, records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult>;
+  /** Every file checkpoint, by path (one query instead of one per file on a warm sync). */
+  listCheckpoints(): Promise<Map<string, FileCheckpoint>>;
+  /** Records (and tool facts) and the file positions are committed together, so an interrupted sync never half-counts. */
+  commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult>;
   listToolCalls(filter: FactFilter): Promise<ToolCall[]>;
   listToolResults(filter: FactFilter): Promise<ToolResult[]>;
   listCompactions(filter: FactFilter): Promise<Compaction[]>;
   summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]>;
   listRequests(filter: RequestFilter & { limit?: number }): Promise<StoredRequest[]>;
+  /** Requests as usage points, oldest first (newest first with `newestFirst`), e.g. a time range for blocks. */
+  listUsage(filter: RequestFilter & { limit?: number; newestFirst?: boolean }): Promise<UsagePoint[]>;
   countRequests(): Promise<number>;
   close(): Promise<void>;
 }

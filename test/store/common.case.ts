@@ -93,14 +93,18 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       assert.equal(none.length, 0);
     });
 
-    it('commits records and a file checkpoint together', async () => {
+    it('commits records and file checkpoints together', async () => {
       const cp = { path: '/tmp/x.jsonl', dev: 1, ino: 2, size: 300, mtimeMs: 1234, offset: 300, lines: 3, head: '300:abc' };
-      const res = await store.commitFileChunk(cp, [record({ key: 'm:f1', sessionId: 'cp' })]);
+      const cp2 = { ...cp, path: '/tmp/y.jsonl', offset: 10 };
+      const res = await store.commitBatch([cp, cp2], [record({ key: 'm:f1', sessionId: 'cp' })]);
       assert.equal(res.inserted, 1);
       assert.deepEqual(await store.getCheckpoint('/tmp/x.jsonl'), cp);
-      await store.commitFileChunk({ ...cp, offset: 400, size: -1, mtimeMs: -1 }, []);
+      await store.commitBatch([{ ...cp, offset: 400, size: -1, mtimeMs: -1 }], []);
       assert.equal((await store.getCheckpoint('/tmp/x.jsonl'))!.offset, 400);
       assert.equal(await store.getCheckpoint('/tmp/none.jsonl'), undefined);
+      const all = await store.listCheckpoints();
+      assert.deepEqual([...all.keys()].sort(), ['/tmp/x.jsonl', '/tmp/y.jsonl']);
+      assert.deepEqual(all.get('/tmp/y.jsonl'), cp2);
     });
 
     it('lists requests newest first with a limit', async () => {
@@ -108,6 +112,28 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       await store.upsertRequests([0, 1, 2].map((i) => record({ key: `m:g${i}`, sessionId: 'list', ts: base + i })));
       const rows = await store.listRequests({ sessionId: 'list', limit: 2 });
       assert.deepEqual(rows.map((r) => r.key), ['m:g2', 'm:g1']);
+    });
+
+    it('lists usage points in a time range, oldest first, with unknown costs as null', async () => {
+      const base = Date.parse('2026-08-01T00:00:00Z');
+      await store.upsertRequests([
+        record({ key: 'm:u2', sessionId: 'usage', ts: base + 2000, usage: usage(1_000_000, 0, { cacheWrite1h: 7, cacheRead: 9 }) }),
+        record({ key: 'm:u1', sessionId: 'usage', ts: base + 1000, model: 'claude-opus-9', usage: usage(10, 20, { cacheWrite5m: 5 }) }),
+        record({ key: 'm:u3', sessionId: 'usage', ts: base + 3000 }),
+      ]);
+      const pts = await store.listUsage({ fromTs: base, toTs: base + 3000 });
+      assert.deepEqual(pts.map((p) => p.ts), [base + 1000, base + 2000]);
+      assert.deepEqual({ ...pts[0] }, {
+        ts: base + 1000, sessionId: 'usage', model: 'claude-opus-9', input: 10, output: 20, cacheWrite5m: 5, cacheWrite1h: 0,
+        cacheRead: 0, cost: null,
+      });
+      assert.equal(pts[1].cacheWrite1h, 7);
+      assert.equal(pts[1].cacheRead, 9);
+      // 1M Sonnet 4.6 input = $3, + 7 x $6 + 9 x $0.30 per MTok
+      assert.ok(Math.abs(pts[1].cost! - (3 + 7 * 6e-6 + 9 * 0.3e-6)) < 1e-9);
+      const last = await store.listUsage({ toTs: base + 2500, limit: 1, newestFirst: true });
+      assert.deepEqual(last.map((p) => p.ts), [base + 2000]);
+      assert.equal((await store.listUsage({ fromTs: base + 4000, toTs: base + 5000 })).length, 0);
     });
   });
 }

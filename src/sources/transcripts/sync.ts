@@ -49,7 +49,8 @@ export interface SyncOptions {
 }
 
 const READ_BYTES = 4 * 1024 * 1024;
-const COMMIT_RECORDS = 4000;
+const COMMIT_RECORDS = 20_000;
+const COMMIT_BYTES = 64 * 1024 * 1024;
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
 const HEAD_BYTES = 1024;
 /** An unterminated last line is taken only once the file has been quiet this long (writer finished). */
@@ -79,6 +80,7 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   const candidates = options.onlyPaths
     ? [options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))]
     : roots.map((root) => listTranscriptFiles(root, onError));
+  const known = await store.listCheckpoints();
   for (const files of candidates) {
     for (const file of files) {
       report.files.seen++;
@@ -91,7 +93,7 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
         continue;
       }
       if (!st.isFile()) continue;
-      const checkpoint = await store.getCheckpoint(file.path);
+      const checkpoint = known.get(file.path);
       if (checkpoint && checkpoint.dev === st.dev && checkpoint.ino === st.ino && checkpoint.size === st.size
         && checkpoint.mtimeMs === Math.floor(st.mtimeMs)) {
         report.files.unchanged++;
@@ -106,6 +108,7 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   };
   options.onProgress?.(progress);
 
+  const batch = new Batch(store, report);
   let lastYield = Date.now();
   for (const item of plan) {
     // Let timers (the progress bar) run during long syncs.
@@ -114,7 +117,7 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
       lastYield = Date.now();
     }
     try {
-      await importFile(store, item.file, item.checkpoint, report, maxSkipped, (bytes) => {
+      await importFile(item.file, item.checkpoint, report, batch, maxSkipped, (bytes) => {
         progress.bytesDone += bytes;
         options.onProgress?.(progress);
       });
@@ -129,7 +132,9 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
     }
     progress.filesDone++;
     options.onProgress?.(progress);
+    if (batch.full) await batch.flush();
   }
+  await batch.flush();
   report.durationMs = Date.now() - started;
   return report;
 }
@@ -142,8 +147,42 @@ function foundFileFor(path: string, roots: string[]): FoundFile {
   return { path: abs, relPath: rel.split(sep).join('/') };
 }
 
+/**
+ * Records, tool facts and file checkpoints waiting to be committed. Several files share one transaction
+ * (one commit per file made large syncs commit-bound); a checkpoint is only ever committed together with
+ * the records read up to it, so a sync killed at any point resumes without losing or double-counting.
+ */
+class Batch {
+  records = new Map<string, RequestRecord>();
+  facts = emptyFacts();
+  checkpoints = new Map<string, FileCheckpoint>();
+  bytes = 0;
+
+  constructor(private readonly store: Store, private readonly report: SyncReport) {}
+
+  add(record: RequestRecord): void {
+    const prev = this.records.get(record.key);
+    this.records.set(record.key, prev ? mergeRecords(prev, record) : record);
+  }
+
+  get full(): boolean {
+    return this.records.size >= COMMIT_RECORDS || this.bytes >= COMMIT_BYTES;
+  }
+
+  async flush(): Promise<void> {
+    if (this.records.size === 0 && this.checkpoints.size === 0) return;
+    const res = await this.store.commitBatch([...this.checkpoints.values()], [...this.records.values()], this.facts);
+    this.report.newRequests += res.inserted;
+    this.report.mergedCopies += res.updated;
+    this.records = new Map();
+    this.facts = emptyFacts();
+    this.checkpoints = new Map();
+    this.bytes = 0;
+  }
+}
+
 async function importFile(
-  store: Store, file: FoundFile, checkpoint: FileCheckpoint | undefined, report: SyncReport,
+  file: FoundFile, checkpoint: FileCheckpoint | undefined, report: SyncReport, batch: Batch,
   maxSkipped: number, onBytes: (n: number) => void,
 ): Promise<void> {
   const fd = openSync(file.path, 'r');
@@ -162,25 +201,15 @@ async function importFile(
     }
     report.files.read++;
     const ctx = fileContext(file.relPath);
-    const pending = new Map<string, RequestRecord>();
-    let facts = emptyFacts();
     const quietTail = Date.now() - st.mtimeMs > QUIET_TAIL_MS;
+    const head = headOf(fd, size, HEAD_BYTES);
 
-    const commit = async (consumedTo: number, complete: boolean) => {
-      const records = [...pending.values()];
-      pending.clear();
-      const chunkFacts = facts;
-      facts = emptyFacts();
-      const cp: FileCheckpoint = {
-        path: file.path, dev: st.dev, ino: st.ino,
-        // A mid-file checkpoint must not look "unchanged" to the next run.
-        size: complete ? size : -1, mtimeMs: complete ? Math.floor(st.mtimeMs) : -1,
-        offset: consumedTo, lines: lineNo, head: headOf(fd, size, HEAD_BYTES),
-      };
-      const res = await store.commitFileChunk(cp, records, chunkFacts);
-      report.newRequests += res.inserted;
-      report.mergedCopies += res.updated;
-    };
+    const checkpointAt = (consumedTo: number, complete: boolean): FileCheckpoint => ({
+      path: file.path, dev: st.dev, ino: st.ino,
+      // A mid-file checkpoint must not look "unchanged" to the next run.
+      size: complete ? size : -1, mtimeMs: complete ? Math.floor(st.mtimeMs) : -1,
+      offset: consumedTo, lines: lineNo, head,
+    });
 
     const handleLine = (buf: Buffer, start: number, end: number) => {
       lineNo++;
@@ -216,11 +245,10 @@ async function importFile(
         skip(result.skip);
         return;
       }
-      extractFacts(value, ctx, result?.record.key ?? null, facts);
+      extractFacts(value, ctx, result?.record.key ?? null, batch.facts);
       if (result === null) return;
       report.requestLines++;
-      const prev = pending.get(result.record.key);
-      pending.set(result.record.key, prev ? mergeRecords(prev, result.record) : result.record);
+      batch.add(result.record);
     };
 
     let carry: Buffer | null = null;
@@ -233,6 +261,7 @@ async function importFile(
       if (n <= 0) break;
       pos += n;
       report.bytesRead += n;
+      batch.bytes += n;
       onBytes(n);
       let buf = chunk.subarray(0, n);
       if (carry) {
@@ -263,14 +292,17 @@ async function importFile(
           carry = Buffer.from(rest);
         }
       }
-      if (pending.size >= COMMIT_RECORDS) await commit(consumed, false);
+      if (batch.full) {
+        batch.checkpoints.set(file.path, checkpointAt(consumed, false));
+        await batch.flush();
+      }
     }
     // An unterminated tail is a line still being written, unless the file has long been quiet.
     if (carry && quietTail && isJson(carry)) {
       handleLine(carry, 0, carry.length);
       consumed = size;
     }
-    await commit(consumed, true);
+    batch.checkpoints.set(file.path, checkpointAt(consumed, true));
   } finally {
     closeSync(fd);
   }

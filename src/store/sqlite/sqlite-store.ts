@@ -50,6 +50,8 @@ export class SqliteStore implements Store {
   private readonly insert: Database.Statement;
   private readonly merge: Database.Statement;
   private readonly upsertMany: (rows: Row[]) => UpsertResult;
+  private saveCheckpoint?: Database.Statement;
+  private factStatements?: { call: Database.Statement; result: Database.Statement; compaction: Database.Statement };
 
   private constructor(readonly location: string, db: Database.Database, private readonly prices: PriceBook) {
     this.db = db;
@@ -119,24 +121,25 @@ export class SqliteStore implements Store {
   async getCheckpoint(path: string): Promise<FileCheckpoint | undefined> {
     return this.guard(() => {
       const row = this.db.prepare('SELECT * FROM files WHERE path = ?').get(path) as Row | undefined;
-      if (!row) return undefined;
-      return {
-        path: row.path as string, dev: row.dev as number, ino: row.ino as number, size: row.size as number,
-        mtimeMs: row.mtime_ms as number, offset: row.offset as number, lines: row.lines as number, head: row.head as string,
-      };
+      return row ? checkpointFromRow(row) : undefined;
     });
   }
 
-  async commitFileChunk(cp: FileCheckpoint, records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult> {
+  async listCheckpoints(): Promise<Map<string, FileCheckpoint>> {
+    return this.guard(() => new Map((this.db.prepare('SELECT * FROM files').all() as Row[])
+      .map((row) => [row.path as string, checkpointFromRow(row)])));
+  }
+
+  async commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult> {
     const rows = records.map((r) => this.toRow(r));
-    const saveCheckpoint = this.db.prepare(`INSERT INTO files (path, dev, ino, size, mtime_ms, offset, lines, head)
+    const save = this.saveCheckpoint ??= this.db.prepare(`INSERT INTO files (path, dev, ino, size, mtime_ms, offset, lines, head)
       VALUES (@path, @dev, @ino, @size, @mtimeMs, @offset, @lines, @head)
       ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size,
         mtime_ms = excluded.mtime_ms, offset = excluded.offset, lines = excluded.lines, head = excluded.head`);
     return this.guard(() => this.db.transaction(() => {
       const res = this.upsertMany(rows);
       if (facts) this.saveFacts(facts);
-      saveCheckpoint.run(cp);
+      for (const cp of checkpoints) save.run(cp);
       return res;
     })());
   }
@@ -174,6 +177,14 @@ export class SqliteStore implements Store {
       .map(fromRow));
   }
 
+  async listUsage(filter: RequestFilter & { limit?: number; newestFirst?: boolean }): Promise<import('../store.js').UsagePoint[]> {
+    const { where, params } = whereClause(filter);
+    const limit = filter.limit ? `LIMIT ${Math.max(1, Math.floor(filter.limit))}` : '';
+    return this.guard(() => this.db.prepare(`SELECT ts, session_id AS sessionId, model, input, output,
+      cache_write_5m AS cacheWrite5m, cache_write_1h AS cacheWrite1h, cache_read AS cacheRead, cost
+      FROM requests ${where} ORDER BY ts ${filter.newestFirst ? 'DESC' : 'ASC'} ${limit}`).all(params) as import('../store.js').UsagePoint[]);
+  }
+
   async listToolCalls(filter: FactFilter): Promise<ToolCall[]> {
     const { where, params } = factWhere(filter);
     return this.guard(() => this.db.prepare(`SELECT tool_use_id AS toolUseId, request_key AS requestKey, session_id AS sessionId,
@@ -195,15 +206,17 @@ export class SqliteStore implements Store {
 
   private saveFacts(facts: SessionFacts): void {
     // Forked sessions copy tool calls and results verbatim: the first copy is kept.
-    const call = this.db.prepare(`INSERT OR IGNORE INTO tool_calls (tool_use_id, request_key, session_id, agent_id, ts, name, input_chars, target)
-      VALUES (@toolUseId, @requestKey, @sessionId, @agentId, @ts, @name, @inputChars, @target)`);
-    const result = this.db.prepare(`INSERT OR IGNORE INTO tool_results (tool_use_id, session_id, agent_id, ts, result_chars, is_error)
-      VALUES (@toolUseId, @sessionId, @agentId, @ts, @resultChars, @isError)`);
-    const compaction = this.db.prepare(`INSERT OR IGNORE INTO compactions (session_id, agent_id, ts, trigger, pre_tokens)
-      VALUES (@sessionId, @agentId, @ts, @trigger, @preTokens)`);
-    for (const c of facts.toolCalls) call.run(c);
-    for (const r of facts.toolResults) result.run({ ...r, isError: r.isError ? 1 : 0 });
-    for (const c of facts.compactions) compaction.run(c);
+    const st = this.factStatements ??= {
+      call: this.db.prepare(`INSERT OR IGNORE INTO tool_calls (tool_use_id, request_key, session_id, agent_id, ts, name, input_chars, target)
+        VALUES (@toolUseId, @requestKey, @sessionId, @agentId, @ts, @name, @inputChars, @target)`),
+      result: this.db.prepare(`INSERT OR IGNORE INTO tool_results (tool_use_id, session_id, agent_id, ts, result_chars, is_error)
+        VALUES (@toolUseId, @sessionId, @agentId, @ts, @resultChars, @isError)`),
+      compaction: this.db.prepare(`INSERT OR IGNORE INTO compactions (session_id, agent_id, ts, trigger, pre_tokens)
+        VALUES (@sessionId, @agentId, @ts, @trigger, @preTokens)`),
+    };
+    for (const c of facts.toolCalls) st.call.run(c);
+    for (const r of facts.toolResults) st.result.run({ ...r, isError: r.isError ? 1 : 0 });
+    for (const c of facts.compactions) st.compaction.run(c);
   }
 
   async countRequests(): Promise<number> {
@@ -272,6 +285,13 @@ function migrate(db: Database.Database, path: string): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+}
+
+function checkpointFromRow(row: Row): FileCheckpoint {
+  return {
+    path: row.path as string, dev: row.dev as number, ino: row.ino as number, size: row.size as number,
+    mtimeMs: row.mtime_ms as number, offset: row.offset as number, lines: row.lines as number, head: row.head as string,
+  };
 }
 
 function factWhere(f: FactFilter): { where: string; params: Row } {
