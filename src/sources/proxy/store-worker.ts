@@ -1,0 +1,74 @@
+/**
+ * Worker thread that owns the proxy's Store. SQLite calls are synchronous (better-sqlite3) and may wait
+ * up to busy_timeout on a lock held by another process (sync, reports): here they never stall the event
+ * loop that forwards traffic.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { PriceBook } from '../../core/pricing/pricebook.js';
+import { applyUserPrices } from '../../core/pricing/user-prices.js';
+import type { RequestRecord } from '../../core/types.js';
+import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
+import { Recorder } from './recorder.js';
+
+export interface StoreWorkerData {
+  dbPath: string;
+  /** `TOKENTALLY_HOME/prices.json` (may not exist). */
+  pricesPath: string | null;
+  spoolDir: string;
+  busyTimeoutMs: number;
+  replayMs: number;
+}
+
+export type ToWorker =
+  | { t: 'records'; id: number; records: RequestRecord[] }
+  | { t: 'flush'; id: number }
+  | { t: 'replay'; id: number }
+  | { t: 'close'; id: number };
+
+export type FromWorker =
+  | { t: 'ack'; id: number; stats: ReturnType<Recorder['stats']> }
+  | { t: 'problem'; message: string };
+
+function loadPrices(path: string | null, problem: (m: string) => void): PriceBook {
+  if (!path || !existsSync(path)) return PriceBook.builtin();
+  try {
+    return applyUserPrices(JSON.parse(readFileSync(path, 'utf8')), path);
+  } catch (err) {
+    problem(`price file ignored: ${(err as Error).message}`);
+    return PriceBook.builtin();
+  }
+}
+
+if (parentPort) {
+  const port = parentPort;
+  const data = workerData as StoreWorkerData;
+  const problem = (message: string) => port.postMessage({ t: 'problem', message } satisfies FromWorker);
+  const prices = loadPrices(data.pricesPath, problem);
+  const recorder = new Recorder({
+    openStore: () => SqliteStore.open(data.dbPath, prices, { busyTimeoutMs: data.busyTimeoutMs }),
+    spoolDir: data.spoolDir,
+    replayMs: data.replayMs,
+    onProblem: problem,
+  });
+  const ready = recorder.start().catch((err) => problem(`replaying the spool: ${(err as Error).message}`));
+  port.on('message', async (msg: ToWorker) => {
+    await ready;
+    try {
+      if (msg.t === 'records') {
+        for (const r of msg.records) recorder.add(r);
+        await recorder.flush();
+      } else if (msg.t === 'flush') {
+        await recorder.flush();
+      } else if (msg.t === 'replay') {
+        await recorder.replaySpool();
+      } else if (msg.t === 'close') {
+        await recorder.close();
+      }
+    } catch (err) {
+      problem((err as Error).message);
+    }
+    port.postMessage({ t: 'ack', id: msg.id, stats: recorder.stats() } satisfies FromWorker);
+    if (msg.t === 'close') port.close();
+  });
+}

@@ -1,0 +1,169 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { RequestRecord } from '../../core/types.js';
+import type { RecorderStats, RecordSink } from './recorder.js';
+import type { FromWorker, StoreWorkerData, ToWorker } from './store-worker.js';
+
+export interface WorkerRecorderOptions extends Partial<Omit<StoreWorkerData, 'dbPath' | 'spoolDir'>> {
+  dbPath: string;
+  spoolDir: string;
+  /** Records are handed to the worker in batches this often. */
+  batchMs?: number;
+  onProblem?: (message: string) => void;
+}
+
+const MAX_RESTARTS = 5;
+
+/**
+ * The proxy's record sink: batches records on the main thread (an array push per request) and hands
+ * them to a worker thread that owns the SQLite store. A record is dropped from memory only when the
+ * worker says it is written or spooled; if the worker dies, unacknowledged records are spooled from here
+ * and the worker is restarted (it replays the spool on start).
+ */
+export class WorkerRecorder implements RecordSink {
+  private worker: Worker | null = null;
+  private pending: RequestRecord[] = [];
+  private readonly unacked = new Map<number, RequestRecord[]>();
+  private readonly waiters = new Map<number, () => void>();
+  private seq = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private restarts = 0;
+  private closing = false;
+  private lastStats: RecorderStats = { queued: 0, written: 0, spooled: 0, replayed: 0, held: 0, dropped: 0, lastError: null };
+  private readonly data: StoreWorkerData;
+
+  constructor(private readonly opts: WorkerRecorderOptions) {
+    this.data = {
+      dbPath: opts.dbPath, spoolDir: opts.spoolDir, pricesPath: opts.pricesPath ?? null,
+      busyTimeoutMs: opts.busyTimeoutMs ?? 5000, replayMs: opts.replayMs ?? 30_000,
+    };
+    this.spawn();
+  }
+
+  add(record: RequestRecord): void {
+    if (this.closing) return;
+    this.pending.push(record);
+    if (this.pending.length >= 256) this.post();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => this.post(), this.opts.batchMs ?? 50);
+      this.timer.unref();
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.post();
+    await this.request({ t: 'flush', id: ++this.seq });
+  }
+
+  /** Ask the worker to retry the spool now (tests, and after an operator fixed the store). */
+  async replay(): Promise<void> {
+    await this.request({ t: 'replay', id: ++this.seq });
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.post();
+    this.closing = true;
+    await this.request({ t: 'close', id: ++this.seq }, 30_000);
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate().catch(() => undefined);
+    // Anything the worker never confirmed goes to the spool.
+    this.spoolUnacked();
+  }
+
+  stats(): RecorderStats {
+    let inFlight = this.pending.length;
+    for (const b of this.unacked.values()) inFlight += b.length;
+    return { ...this.lastStats, queued: this.lastStats.queued + inFlight };
+  }
+
+  private post(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.pending.length === 0) return;
+    const records = this.pending;
+    this.pending = [];
+    const id = ++this.seq;
+    this.unacked.set(id, records);
+    if (!this.worker) {
+      this.spoolUnacked();
+      return;
+    }
+    try {
+      this.worker.postMessage({ t: 'records', id, records } satisfies ToWorker);
+    } catch (err) {
+      this.problem(`handing records to the store worker: ${(err as Error).message}`);
+      this.spoolUnacked();
+    }
+  }
+
+  private request(msg: ToWorker, timeoutMs = 60_000): Promise<void> {
+    const w = this.worker;
+    if (!w) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.waiters.delete(msg.id);
+        resolve();
+      }, timeoutMs);
+      t.unref();
+      this.waiters.set(msg.id, () => {
+        clearTimeout(t);
+        resolve();
+      });
+      w.postMessage(msg);
+    });
+  }
+
+  private spawn(): void {
+    const w = new Worker(new URL('./store-worker.js', import.meta.url), { workerData: this.data });
+    w.unref();
+    w.on('message', (m: FromWorker) => {
+      if (m.t === 'ack') {
+        this.unacked.delete(m.id);
+        this.lastStats = m.stats;
+        this.waiters.get(m.id)?.();
+        this.waiters.delete(m.id);
+      } else if (m.t === 'problem') {
+        this.problem(m.message);
+      }
+    });
+    w.on('error', (err) => this.problem(`store worker failed: ${err.message}`));
+    w.on('exit', () => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      for (const done of this.waiters.values()) done();
+      this.waiters.clear();
+      if (this.closing) return;
+      this.spoolUnacked();
+      if (this.restarts++ < MAX_RESTARTS) this.spawn();
+      else this.problem('store worker keeps failing; records now go to the spool only');
+    });
+    this.worker = w;
+  }
+
+  /** Write every unconfirmed record to a spool file from this thread (rare: the worker is gone). */
+  private spoolUnacked(): void {
+    const batches = [...this.unacked.values(), this.pending];
+    this.unacked.clear();
+    this.pending = [];
+    const lines = batches.flat().map((r) => JSON.stringify(r));
+    if (lines.length === 0) return;
+    try {
+      mkdirSync(this.data.spoolDir, { recursive: true });
+      appendFileSync(join(this.data.spoolDir, `${Date.now()}-${process.pid}-main.jsonl`), lines.join('\n') + '\n', { mode: 0o600 });
+    } catch (err) {
+      this.problem(`spool: ${(err as Error).message}; ${lines.length} records lost`);
+    }
+  }
+
+  private problem(message: string): void {
+    this.lastStats = { ...this.lastStats, lastError: message };
+    try {
+      this.opts.onProblem?.(message);
+    } catch { /* diagnostics never break recording */ }
+  }
+}
