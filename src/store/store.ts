@@ -1,6 +1,9 @@
 import type { RequestRecord } from '../core/types.js';
 import type { Compaction, SessionFacts, ToolCall, ToolResult } from '../core/session-facts.js';
 import type { PriceBook } from '../core/pricing/pricebook.js';
+import type { BudgetDefinition, SpendFilter, SpendTotal } from '../policy/budgets.js';
+import type { AlertRecord } from '../policy/alerts.js';
+import type { RouteDecision } from '../policy/routing.js';
 
 /** Where the transcript importer stopped in one file, so the next sync reads only appended bytes. */
 export interface FileCheckpoint {
@@ -98,7 +101,35 @@ export interface Store {
   /** Requests as usage points, oldest first (newest first with `newestFirst`), e.g. a time range for blocks. */
   listUsage(filter: RequestFilter & { limit?: number; newestFirst?: boolean }): Promise<UsagePoint[]>;
   countRequests(): Promise<number>;
+  /** Budgets (src/policy/budgets.ts): insert or replace by name. */
+  saveBudget(budget: BudgetDefinition): Promise<'created' | 'updated'>;
+  listBudgets(): Promise<BudgetDefinition[]>;
+  /** False when there was no such budget. Its alerts stay listed. */
+  deleteBudget(name: string): Promise<boolean>;
+  /** Cost of the requests a budget counts (every source), on indexed columns only. */
+  sumSpend(filter: SpendFilter): Promise<SpendTotal>;
+  /** Request times in [fromTs, toTs), ascending (5-hour blocks). */
+  listRequestTimes(fromTs: number, toTs: number): Promise<number[]>;
+  /** Store an alert unless the same (budget, version, period key, threshold) fired already; returns it with its id, or null. */
+  recordAlert(alert: AlertRecord): Promise<AlertRecord | null>;
+  listAlerts(filter: AlertFilter): Promise<AlertRecord[]>;
+  markAlertDelivered(id: number, delivery: string): Promise<void>;
+  recordRouteDecision(decision: RouteDecision): Promise<number>;
+  /** Fill in a decision's settled fields (request key and actual/alternative costs). */
+  updateRouteDecision(id: number, fields: Pick<RouteDecision, 'requestKey' | 'costActual' | 'costAlternative'>): Promise<void>;
+  listRouteDecisions(filter: { fromTs?: number; toTs?: number; limit?: number }): Promise<RouteDecision[]>;
   close(): Promise<void>;
+}
+
+export interface AlertFilter {
+  budget?: string;
+  budgetVersion?: number;
+  periodKey?: string;
+  fromTs?: number;
+  /** Only alerts not delivered yet. */
+  pending?: boolean;
+  /** Newest first, at most this many. */
+  limit?: number;
 }
 
 export class StoreError extends Error {

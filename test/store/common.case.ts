@@ -135,5 +135,94 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       assert.deepEqual(last.map((p) => p.ts), [base + 2000]);
       assert.equal((await store.listUsage({ fromTs: base + 4000, toTs: base + 5000 })).length, 0);
     });
+
+    it('saves, updates, lists and deletes budgets', async () => {
+      const b = {
+        name: 'daily', limitUsd: 10, period: 'day' as const, scope: 'all', action: 'block' as const, alerts: [50, 80, 100],
+        webhook: null, timeZone: 'UTC', weekStart: 1, createdAt: 1000, updatedAt: 1000,
+      };
+      assert.equal(await store.saveBudget(b), 'created');
+      assert.equal(await store.saveBudget({ ...b, name: 'proj', scope: 'project:/w/app', webhook: 'http://127.0.0.1:9/x', alerts: [] }), 'created');
+      assert.equal(await store.saveBudget({ ...b, limitUsd: 12.5, createdAt: 2000, updatedAt: 2000 }), 'updated');
+      const list = await store.listBudgets();
+      assert.deepEqual(list.map((x) => x.name), ['daily', 'proj']);
+      assert.deepEqual(list[0], { ...b, limitUsd: 12.5, updatedAt: 2000 });
+      assert.deepEqual(list[1].alerts, []);
+      assert.equal(list[1].webhook, 'http://127.0.0.1:9/x');
+      assert.equal(await store.deleteBudget('proj'), true);
+      assert.equal(await store.deleteBudget('proj'), false);
+      assert.deepEqual((await store.listBudgets()).map((x) => x.name), ['daily']);
+      await store.deleteBudget('daily');
+    });
+
+    it('sums spend by window, session, project path, model and key hash', async () => {
+      const t0 = Date.parse('2026-07-01T00:00:00Z');
+      const proxy = (keyHash: string) => ({
+        endpoint: '/v1/messages', modelRequested: null, stream: true, status: '200', errorType: null, latencyMs: 1, ttftMs: null,
+        requestBytes: 10, messageCount: 1, userAgent: null, keyHash,
+      });
+      await store.upsertRequests([
+        // Sonnet 4.6: 1M input = $3; Haiku 4.5: 1M input = $1; unknown model: null cost.
+        record({ key: 'm:s1', ts: t0 + 1, sessionId: 'sp1', project: '/w/app', usage: usage(1_000_000, 0), proxy: proxy('aaaaaaaaaaaa') }),
+        record({ key: 'm:s2', ts: t0 + 2, sessionId: 'sp1', project: '/w/app/sub', model: 'claude-haiku-4-5-20251001', usage: usage(1_000_000, 0) }),
+        record({ key: 'm:s3', ts: t0 + 3, sessionId: 'sp2', project: '/w/app2', usage: usage(2_000_000, 0), proxy: proxy('bbbbbbbbbbbb') }),
+        record({ key: 'm:s4', ts: t0 + 4, sessionId: 'sp2', project: '/w/app', model: 'claude-opus-9', usage: usage(5, 5) }),
+        record({ key: 'm:s5', ts: t0 + 86_400_000, sessionId: 'sp3', project: '/w/app', usage: usage(1_000_000, 0) }),
+      ]);
+      const day = { fromTs: t0, toTs: t0 + 86_400_000 };
+      const all = await store.sumSpend(day);
+      assert.ok(Math.abs(all.cost - 10) < 1e-9);
+      assert.deepEqual({ ...all, cost: 0 }, { cost: 0, requests: 4, unknownCostRequests: 1, firstTs: t0 + 1, lastTs: t0 + 4 });
+      const proj = await store.sumSpend({ ...day, projectPath: '/w/app' });
+      assert.ok(Math.abs(proj.cost - 4) < 1e-9, 'the project and folders under it, not /w/app2');
+      assert.equal(proj.requests, 3);
+      assert.ok(Math.abs((await store.sumSpend({ sessionId: 'sp1' })).cost - 4) < 1e-9);
+      assert.ok(Math.abs((await store.sumSpend({ ...day, models: ['claude-haiku-4-5', 'claude-haiku-4-5-20251001'] })).cost - 1) < 1e-9);
+      assert.ok(Math.abs((await store.sumSpend({ ...day, modelPrefix: 'claude-sonnet-' })).cost - 9) < 1e-9);
+      assert.ok(Math.abs((await store.sumSpend({ ...day, keyHash: 'bbbbbbbbbbbb' })).cost - 6) < 1e-9);
+      const none = await store.sumSpend({ ...day, models: [] });
+      assert.deepEqual(none, { cost: 0, requests: 0, unknownCostRequests: 0, firstTs: null, lastTs: null });
+      assert.deepEqual(await store.listRequestTimes(t0, t0 + 4), [t0 + 1, t0 + 2, t0 + 3]);
+    });
+
+    it('records each alert once per budget version, period and threshold', async () => {
+      const a = {
+        ts: 5000, budget: 'daily', budgetVersion: 1000, period: 'day' as const, periodKey: 'day:2026-11-20', threshold: 50,
+        spentUsd: 5.2, limitUsd: 10, percent: 52, resetsAt: 9000, source: 'status', message: 'at 52%', delivery: null,
+      };
+      const first = await store.recordAlert(a);
+      assert.ok(first && typeof first.id === 'number');
+      assert.equal(await store.recordAlert({ ...a, ts: 6000, spentUsd: 6 }), null, 'same threshold in the same period');
+      assert.ok(await store.recordAlert({ ...a, threshold: 80, ts: 7000 }));
+      assert.ok(await store.recordAlert({ ...a, periodKey: 'day:2026-11-21', ts: 8000 }), 'next period fires again');
+      assert.ok(await store.recordAlert({ ...a, budgetVersion: 2000, ts: 8500 }), 'a redefined budget fires again');
+      const listed = await store.listAlerts({ budget: 'daily', periodKey: 'day:2026-11-20', budgetVersion: 1000 });
+      assert.deepEqual(listed.map((x) => x.threshold), [80, 50]);
+      assert.deepEqual({ ...listed[1] }, { ...a, id: first!.id });
+      await store.markAlertDelivered(first!.id!, 'webhook:ok');
+      const pending = await store.listAlerts({ pending: true });
+      assert.equal(pending.length, 3);
+      assert.ok(!pending.some((x) => x.id === first!.id));
+      assert.deepEqual((await store.listAlerts({ limit: 1 })).map((x) => x.ts), [8500]);
+      assert.equal((await store.listAlerts({ fromTs: 7500 })).length, 2);
+    });
+
+    it('records routing decisions and their settled costs', async () => {
+      const d = {
+        ts: 100, kind: 'route' as const, rule: 'small', outcome: 'dry-run' as const, modelFrom: 'claude-opus-4-8',
+        modelTo: 'claude-haiku-4-5', sessionId: 's1', requestKey: null, complexity: 0.2, estInputTokens: 1200,
+        estCostFrom: 0.5, estCostTo: 0.1, reason: null, systemFingerprint: 'abcdefabcdef', costActual: null, costAlternative: null,
+      };
+      const id = await store.recordRouteDecision(d);
+      const id2 = await store.recordRouteDecision({ ...d, ts: 200, outcome: 'refused', reason: 'window' });
+      assert.ok(id2 > id);
+      await store.updateRouteDecision(id, { requestKey: 'm:x', costActual: 0.4, costAlternative: 0.08 });
+      const rows = await store.listRouteDecisions({});
+      assert.deepEqual(rows.map((r) => r.id), [id2, id]);
+      assert.deepEqual(rows[1], { ...d, id, requestKey: 'm:x', costActual: 0.4, costAlternative: 0.08 });
+      assert.equal(rows[0].reason, 'window');
+      assert.deepEqual((await store.listRouteDecisions({ fromTs: 150 })).map((r) => r.id), [id2]);
+      assert.equal((await store.listRouteDecisions({ limit: 1 })).length, 1);
+    });
   });
 }

@@ -96,4 +96,59 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (session_id, ts)
   );
   `,
+  // 5: budgets, the alerts they fired (once per threshold per period), and routing / downgrade decisions.
+  `
+  CREATE TABLE budgets (
+    name TEXT PRIMARY KEY,
+    limit_usd REAL NOT NULL,
+    period TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    action TEXT NOT NULL,
+    alerts TEXT NOT NULL,
+    webhook TEXT,
+    time_zone TEXT NOT NULL,
+    week_start INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    budget TEXT NOT NULL,
+    budget_version INTEGER NOT NULL,
+    period TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    threshold REAL NOT NULL,
+    spent_usd REAL NOT NULL,
+    limit_usd REAL NOT NULL,
+    percent REAL NOT NULL,
+    resets_at INTEGER,
+    source TEXT NOT NULL,
+    message TEXT NOT NULL,
+    delivery TEXT,
+    UNIQUE (budget, budget_version, period_key, threshold)
+  );
+  CREATE INDEX alerts_ts ON alerts(ts);
+  CREATE INDEX alerts_pending ON alerts(id) WHERE delivery IS NULL;
+  CREATE TABLE route_decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    model_from TEXT NOT NULL,
+    model_to TEXT NOT NULL,
+    session_id TEXT,
+    request_key TEXT,
+    complexity REAL,
+    est_input_tokens INTEGER NOT NULL,
+    est_cost_from REAL,
+    est_cost_to REAL,
+    reason TEXT,
+    system_fingerprint TEXT,
+    cost_actual REAL,
+    cost_alternative REAL
+  );
+  CREATE INDEX route_decisions_ts ON route_decisions(ts);
+  `,
 ];

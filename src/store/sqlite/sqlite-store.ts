@@ -6,10 +6,13 @@ import { totalTokens } from '../../core/types.js';
 import type { PriceBook } from '../../core/pricing/pricebook.js';
 import type { Compaction, SessionFacts, ToolCall, ToolResult } from '../../core/session-facts.js';
 import {
-  StoreError, type FactFilter, type FileCheckpoint, type GroupDim, type RequestFilter, type Store, type StoredRequest,
+  StoreError, type AlertFilter, type FactFilter, type FileCheckpoint, type GroupDim, type RequestFilter, type Store, type StoredRequest,
   type UpsertResult, type UsageGroup,
 } from '../store.js';
 import { MIGRATIONS } from './migrations.js';
+import type { BudgetDefinition, SpendFilter, SpendTotal } from '../../policy/budgets.js';
+import type { AlertRecord } from '../../policy/alerts.js';
+import type { RouteDecision } from '../../policy/routing.js';
 
 type Row = Record<string, unknown>;
 
@@ -221,6 +224,125 @@ export class SqliteStore implements Store {
 
   async countRequests(): Promise<number> {
     return this.guard(() => (this.db.prepare('SELECT COUNT(*) AS n FROM requests').get() as { n: number }).n);
+  }
+
+  async saveBudget(b: BudgetDefinition): Promise<'created' | 'updated'> {
+    return this.guard(() => {
+      const existed = this.db.prepare('SELECT 1 FROM budgets WHERE name = ?').get(b.name) !== undefined;
+      this.db.prepare(`INSERT INTO budgets (name, limit_usd, period, scope, action, alerts, webhook, time_zone, week_start, created_at, updated_at)
+        VALUES (@name, @limitUsd, @period, @scope, @action, @alerts, @webhook, @timeZone, @weekStart, @createdAt, @updatedAt)
+        ON CONFLICT(name) DO UPDATE SET limit_usd = excluded.limit_usd, period = excluded.period, scope = excluded.scope,
+          action = excluded.action, alerts = excluded.alerts, webhook = excluded.webhook, time_zone = excluded.time_zone,
+          week_start = excluded.week_start, updated_at = excluded.updated_at`)
+        .run({ ...b, alerts: b.alerts.join(',') });
+      return existed ? 'updated' : 'created';
+    });
+  }
+
+  async listBudgets(): Promise<BudgetDefinition[]> {
+    return this.guard(() => (this.db.prepare('SELECT * FROM budgets ORDER BY name').all() as Row[]).map((r) => ({
+      name: r.name as string, limitUsd: r.limit_usd as number, period: r.period as BudgetDefinition['period'],
+      scope: r.scope as string, action: r.action as BudgetDefinition['action'],
+      alerts: String(r.alerts).split(',').filter(Boolean).map(Number), webhook: (r.webhook as string | null) ?? null,
+      timeZone: r.time_zone as string, weekStart: r.week_start as number, createdAt: r.created_at as number, updatedAt: r.updated_at as number,
+    })));
+  }
+
+  async deleteBudget(name: string): Promise<boolean> {
+    return this.guard(() => this.db.prepare('DELETE FROM budgets WHERE name = ?').run(name).changes > 0);
+  }
+
+  async sumSpend(f: SpendFilter): Promise<SpendTotal> {
+    const parts: string[] = [];
+    const params: Row = {};
+    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+    if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+    if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
+    if (f.projectPath !== undefined) {
+      parts.push(f.projectPath === '/' ? "substr(project, 1, 1) = '/'" : "(project = @projectPath OR substr(project, 1, length(@projectPath) + 1) = @projectPath || '/')");
+      params.projectPath = f.projectPath;
+    }
+    if (f.models !== undefined) {
+      parts.push(f.models.length ? `model IN (${f.models.map((_, i) => `@m${i}`).join(', ')})` : '0');
+      f.models.forEach((m, i) => { params[`m${i}`] = m; });
+    }
+    if (f.modelPrefix !== undefined) { parts.push('substr(model, 1, length(@modelPrefix)) = @modelPrefix'); params.modelPrefix = f.modelPrefix; }
+    if (f.keyHash !== undefined) { parts.push('key_hash = @keyHash'); params.keyHash = f.keyHash; }
+    const where = parts.length ? `WHERE ${parts.join(' AND ')}` : '';
+    return this.guard(() => {
+      const r = this.db.prepare(`SELECT TOTAL(cost) AS cost, COUNT(*) AS requests,
+        SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END) AS unknown, MIN(ts) AS firstTs, MAX(ts) AS lastTs FROM requests ${where}`).get(params) as Row;
+      return {
+        cost: r.cost as number, requests: r.requests as number, unknownCostRequests: (r.unknown as number | null) ?? 0,
+        firstTs: (r.firstTs as number | null) ?? null, lastTs: (r.lastTs as number | null) ?? null,
+      };
+    });
+  }
+
+  async listRequestTimes(fromTs: number, toTs: number): Promise<number[]> {
+    return this.guard(() => this.db.prepare('SELECT ts FROM requests WHERE ts >= ? AND ts < ? ORDER BY ts').pluck().all(fromTs, toTs) as number[]);
+  }
+
+  async recordAlert(a: AlertRecord): Promise<AlertRecord | null> {
+    return this.guard(() => {
+      const res = this.db.prepare(`INSERT OR IGNORE INTO alerts (ts, budget, budget_version, period, period_key, threshold, spent_usd,
+        limit_usd, percent, resets_at, source, message, delivery) VALUES (@ts, @budget, @budgetVersion, @period, @periodKey, @threshold,
+        @spentUsd, @limitUsd, @percent, @resetsAt, @source, @message, @delivery)`).run({ ...a, delivery: a.delivery ?? null });
+      return res.changes === 1 ? { ...a, id: Number(res.lastInsertRowid) } : null;
+    });
+  }
+
+  async listAlerts(f: AlertFilter): Promise<AlertRecord[]> {
+    const parts: string[] = [];
+    const params: Row = {};
+    if (f.budget !== undefined) { parts.push('budget = @budget'); params.budget = f.budget; }
+    if (f.budgetVersion !== undefined) { parts.push('budget_version = @budgetVersion'); params.budgetVersion = f.budgetVersion; }
+    if (f.periodKey !== undefined) { parts.push('period_key = @periodKey'); params.periodKey = f.periodKey; }
+    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+    if (f.pending) parts.push('delivery IS NULL');
+    const where = parts.length ? `WHERE ${parts.join(' AND ')}` : '';
+    const limit = f.limit ? `LIMIT ${Math.max(1, Math.floor(f.limit))}` : '';
+    return this.guard(() => (this.db.prepare(`SELECT * FROM alerts ${where} ORDER BY ts DESC, id DESC ${limit}`).all(params) as Row[]).map((r) => ({
+      id: r.id as number, ts: r.ts as number, budget: r.budget as string, budgetVersion: r.budget_version as number,
+      period: r.period as AlertRecord['period'], periodKey: r.period_key as string, threshold: r.threshold as number,
+      spentUsd: r.spent_usd as number, limitUsd: r.limit_usd as number, percent: r.percent as number,
+      resetsAt: (r.resets_at as number | null) ?? null, source: r.source as string, message: r.message as string,
+      delivery: (r.delivery as string | null) ?? null,
+    })));
+  }
+
+  async markAlertDelivered(id: number, delivery: string): Promise<void> {
+    this.guard(() => this.db.prepare('UPDATE alerts SET delivery = ? WHERE id = ?').run(delivery, id));
+  }
+
+  async recordRouteDecision(d: RouteDecision): Promise<number> {
+    return this.guard(() => Number(this.db.prepare(`INSERT INTO route_decisions (ts, kind, rule, outcome, model_from, model_to, session_id,
+      request_key, complexity, est_input_tokens, est_cost_from, est_cost_to, reason, system_fingerprint, cost_actual, cost_alternative)
+      VALUES (@ts, @kind, @rule, @outcome, @modelFrom, @modelTo, @sessionId, @requestKey, @complexity, @estInputTokens, @estCostFrom,
+      @estCostTo, @reason, @systemFingerprint, @costActual, @costAlternative)`).run({ ...d, id: undefined }).lastInsertRowid));
+  }
+
+  async updateRouteDecision(id: number, f: Pick<RouteDecision, 'requestKey' | 'costActual' | 'costAlternative'>): Promise<void> {
+    this.guard(() => this.db.prepare(`UPDATE route_decisions SET request_key = COALESCE(@requestKey, request_key),
+      cost_actual = @costActual, cost_alternative = @costAlternative WHERE id = @id`).run({ ...f, id }));
+  }
+
+  async listRouteDecisions(f: { fromTs?: number; toTs?: number; limit?: number }): Promise<RouteDecision[]> {
+    const parts: string[] = [];
+    const params: Row = {};
+    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+    if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+    const where = parts.length ? `WHERE ${parts.join(' AND ')}` : '';
+    const limit = f.limit ? `LIMIT ${Math.max(1, Math.floor(f.limit))}` : '';
+    return this.guard(() => (this.db.prepare(`SELECT * FROM route_decisions ${where} ORDER BY ts DESC, id DESC ${limit}`).all(params) as Row[]).map((r) => ({
+      id: r.id as number, ts: r.ts as number, kind: r.kind as RouteDecision['kind'], rule: r.rule as string,
+      outcome: r.outcome as RouteDecision['outcome'], modelFrom: r.model_from as string, modelTo: r.model_to as string,
+      sessionId: (r.session_id as string | null) ?? null, requestKey: (r.request_key as string | null) ?? null,
+      complexity: (r.complexity as number | null) ?? null, estInputTokens: r.est_input_tokens as number,
+      estCostFrom: (r.est_cost_from as number | null) ?? null, estCostTo: (r.est_cost_to as number | null) ?? null,
+      reason: (r.reason as string | null) ?? null, systemFingerprint: (r.system_fingerprint as string | null) ?? null,
+      costActual: (r.cost_actual as number | null) ?? null, costAlternative: (r.cost_alternative as number | null) ?? null,
+    })));
   }
 
   async close(): Promise<void> {
