@@ -6,6 +6,9 @@ import { UsageError, UserFacingError } from './errors.js';
 import { registerPrices } from './commands/prices.js';
 import { registerReports } from './commands/report.js';
 import { registerSync } from './commands/sync.js';
+import { registerInsights } from './commands/insights.js';
+import { registerWhatIf } from './commands/whatif.js';
+import { registerTools } from './commands/tools.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -18,6 +21,9 @@ export function buildProgram(): Command {
   registerReports(program);
   registerSync(program);
   registerPrices(program);
+  registerInsights(program);
+  registerWhatIf(program);
+  registerTools(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(run with --help for usage)');
   return program;
 }

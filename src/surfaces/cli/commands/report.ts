@@ -55,7 +55,12 @@ export function registerReports(program: Command): void {
       cmd.addOption(new Option('--start-of-week <day>', 'first day of the week').choices(WEEKDAYS).default('sunday'));
     }
     if (kind === 'daily') cmd.alias('report');
-    cmd.action(async (flags: ReportFlags) => runReport(kind, flags));
+    if (kind === 'session') {
+      // `session` lists sessions; `session <id|latest>` audits one, turn by turn (session-audit.ts).
+      cmd.argument('[id]', 'a session id (or unique prefix) or "latest": the turn-by-turn audit of that session')
+        .action(async (id: string | undefined, flags: ReportFlags) => (id
+          ? (await import('./session-audit.js')).runSessionAudit(id, flags) : runReport(kind, flags)));
+    } else cmd.action(async (flags: ReportFlags) => runReport(kind, flags));
   }
 }
 
