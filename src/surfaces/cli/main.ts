@@ -1,18 +1,38 @@
-import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { DateArgError, TimeZoneError } from '../../core/time.js';
-import { StoreError } from '../../store/store.js';
-import { UsageError, UserFacingError } from './errors.js';
-import { registerPrices } from './commands/prices.js';
-import { registerReports } from './commands/report.js';
-import { registerSync } from './commands/sync.js';
-import { registerInsights } from './commands/insights.js';
-import { registerWhatIf } from './commands/whatif.js';
-import { registerTools } from './commands/tools.js';
+
+// `tokentally statusline` runs on every Claude Code message and must answer in a few tens of ms, so it is
+// answered before commander and the report stack load. ESM hoists static imports: import everything else
+// below with `await import(...)` -- a static import in this file is paid by every statusline call.
+if (process.argv[2] === 'statusline' && !process.argv.includes('--help') && !process.argv.includes('-h')) {
+  const { runStatusline } = await import('../statusline/run.js');
+  process.exitCode = await runStatusline(process.argv.slice(3));
+  // Flush stdout before exiting (piped output is asynchronous).
+  if (process.stdout.writableLength > 0) await new Promise(() => process.stdout.once('drain', () => process.exit()));
+  process.exit();
+}
+
+const { Command, CommanderError } = await import('commander');
+const { DateArgError, TimeZoneError } = await import('../../core/time.js');
+const { StoreError } = await import('../../store/store.js');
+const { UsageError, UserFacingError } = await import('./errors.js');
+const { registerPrices } = await import('./commands/prices.js');
+const { registerReports } = await import('./commands/report.js');
+const { registerSync } = await import('./commands/sync.js');
+const { registerEstimate } = await import('./commands/estimate.js');
+const { registerForecast } = await import('./commands/forecast.js');
+const { registerBlocks } = await import('./commands/blocks.js');
+const { registerLive } = await import('./commands/live.js');
+const { registerStatusline } = await import('./commands/statusline.js');
+const { registerProxy } = await import('./commands/proxy.js');
+const { registerRequests } = await import('./commands/requests.js');
+const { registerInit } = await import('./commands/init.js');
+const { registerInsights } = await import('./commands/insights.js');
+const { registerWhatIf } = await import('./commands/whatif.js');
+const { registerTools } = await import('./commands/tools.js');
 
 const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-export function buildProgram(): Command {
+export function buildProgram() {
   const program = new Command('tokentally')
     .description('See, explain and control what Claude Code costs. Data: TOKENTALLY_HOME (default ~/.tokentally).')
     .version(pkg.version)
@@ -21,6 +41,14 @@ export function buildProgram(): Command {
   registerReports(program);
   registerSync(program);
   registerPrices(program);
+  registerEstimate(program);
+  registerForecast(program);
+  registerBlocks(program);
+  registerLive(program);
+  registerStatusline(program);
+  registerProxy(program);
+  registerRequests(program);
+  registerInit(program);
   registerInsights(program);
   registerWhatIf(program);
   registerTools(program);

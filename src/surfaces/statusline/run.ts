@@ -1,0 +1,269 @@
+/**
+ * `tokentally statusline`: Claude Code's `statusLine` command. Reads the JSON Claude Code writes on stdin,
+ * imports only that session's transcript (incremental, so cheap), and prints one line:
+ *
+ *   Opus 4.8 | $0.08 session | $12.40 today | $3.10 block, 2h13m left | ctx 14K 1%
+ *
+ * It runs on every assistant message, so it is dispatched before commander loads (see cli/main.ts) and
+ * imports only the store, the transcript importer and the block finder. It never fails loudly: any runtime
+ * error prints `tokentally: unavailable` and exits 0 (a statusline must not show a stack trace).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { isatty } from 'node:tty';
+import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
+import { assertTimeZone, LocalCalendar, systemTimeZone, TimeZoneError } from '../../core/time.js';
+import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
+import type { Store } from '../../store/store.js';
+import { syncTranscripts } from '../../sources/transcripts/sync.js';
+import { databasePath, loadPriceBook } from '../cli/context.js';
+import { compact, duration, usd, usdWithUnknown } from './text.js';
+
+/** The fields of Claude Code's statusLine JSON this command reads (all optional: older versions lack some). */
+export interface StatuslineInput {
+  sessionId: string | null;
+  transcriptPath: string | null;
+  modelId: string | null;
+  modelName: string | null;
+  /** Claude Code's own session cost estimate. */
+  ccCost: number | null;
+  contextSize: number | null;
+  usedPercent: number | null;
+  /** Prompt tokens of the latest request (input + cache writes + cache reads), from `current_usage`. */
+  contextTokens: number | null;
+}
+
+export interface StatuslineData {
+  model: string | null;
+  session: { id: string; cost: number; unknownCostTokens: number; requests: number; ccCost: number | null } | null;
+  today: { date: string; cost: number; unknownCostTokens: number; requests: number };
+  block: {
+    start: number; end: number; cost: number; unknownCostTokens: number; remainingMs: number;
+    costPerHour: number | null; projectedCost: number | null;
+  } | null;
+  context: { tokens: number; size: number | null; percent: number | null } | null;
+  /** Set when the transcript could not be imported (the figures are from what was stored before). */
+  syncError: string | null;
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {});
+
+/** Parse the stdin JSON; null when it is empty or not a JSON object. */
+export function parseStatuslineInput(text: string): StatuslineInput | null {
+  if (!text.trim()) return null;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return null;
+  const d = doc as Record<string, unknown>;
+  const model = obj(d.model);
+  const cost = obj(d.cost);
+  const cw = obj(d.context_window);
+  const cu = d.context_window && typeof cw.current_usage === 'object' && cw.current_usage ? obj(cw.current_usage) : null;
+  const contextTokens = cu
+    ? (num(cu.input_tokens) ?? 0) + (num(cu.cache_creation_input_tokens) ?? 0) + (num(cu.cache_read_input_tokens) ?? 0)
+    : null;
+  return {
+    sessionId: str(d.session_id),
+    transcriptPath: str(d.transcript_path),
+    modelId: str(model.id) ?? str(d.model),
+    modelName: str(model.display_name),
+    ccCost: num(cost.total_cost_usd),
+    contextSize: num(cw.context_window_size),
+    usedPercent: num(cw.used_percentage),
+    contextTokens,
+  };
+}
+
+/** The session's transcript and its subagent files (`<session>/subagents/*.jsonl`). */
+function sessionFiles(transcriptPath: string): string[] {
+  const files = [transcriptPath];
+  const sub = join(dirname(transcriptPath), basename(transcriptPath, '.jsonl'), 'subagents');
+  try {
+    for (const name of readdirSync(sub)) if (name.endsWith('.jsonl')) files.push(join(sub, name));
+  } catch {
+    // no subagents
+  }
+  return files;
+}
+
+export interface ComputeOptions {
+  now: number;
+  timeZone: string;
+  sync: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function computeStatusline(store: Store, input: StatuslineInput | null, opts: ComputeOptions): Promise<StatuslineData> {
+  let syncError: string | null = null;
+  if (opts.sync && input?.transcriptPath && existsSync(input.transcriptPath)) {
+    try {
+      const r = await syncTranscripts(store, { onlyPaths: sessionFiles(input.transcriptPath), env: opts.env, maxSkippedLines: 0 });
+      if (r.errors.length) syncError = r.errors[0].message;
+    } catch (err) {
+      // Locked by a running sync, or unreadable: show what is stored.
+      syncError = (err as Error).message ?? String(err);
+    }
+  }
+  const cal = new LocalCalendar(opts.timeZone);
+  const date = cal.date(opts.now);
+  const [todayGroup] = await store.summarize({ fromTs: cal.startOfDay(date), toTs: opts.now + 1 }, []);
+  const today = { date, cost: todayGroup?.cost ?? 0, unknownCostTokens: todayGroup?.unknownCostTokens ?? 0, requests: todayGroup?.requests ?? 0 };
+
+  let session: StatuslineData['session'] = null;
+  if (input?.sessionId) {
+    const [g] = await store.summarize({ sessionId: input.sessionId }, []);
+    session = { id: input.sessionId, cost: g?.cost ?? 0, unknownCostTokens: g?.unknownCostTokens ?? 0, requests: g?.requests ?? 0, ccCost: input.ccCost };
+  }
+
+  const b: Block | null = await findActiveBlock(store, opts.now);
+  const block = b ? {
+    start: b.startTs, end: b.endTs, cost: b.cost, unknownCostTokens: b.unknownCostTokens, remainingMs: b.endTs - opts.now,
+    costPerHour: b.burnRate?.costPerHour ?? null, projectedCost: b.projection?.projectedCost ?? null,
+  } : null;
+
+  let context: StatuslineData['context'] = null;
+  if (input?.contextTokens != null) {
+    const size = input.contextSize;
+    context = { tokens: input.contextTokens, size, percent: input.usedPercent ?? (size ? (input.contextTokens / size) * 100 : null) };
+  } else if (input?.sessionId) {
+    // Before the first call, or right after /compact, Claude Code sends no current_usage: use the last stored request.
+    const [last] = await store.listUsage({ sessionId: input.sessionId, limit: 1, newestFirst: true });
+    if (last) {
+      const tokens = last.input + last.cacheWrite5m + last.cacheWrite1h + last.cacheRead;
+      const size = input.contextSize;
+      context = { tokens, size, percent: size ? (tokens / size) * 100 : null };
+    }
+  }
+  return { model: input?.modelName ?? input?.modelId ?? null, session, today, block, context, syncError };
+}
+
+/** Claude Code's estimate is shown beside ours when they differ by more than a cent and 5 %. */
+function differs(ours: number, theirs: number): boolean {
+  const diff = Math.abs(ours - theirs);
+  return diff >= 0.01 && diff > 0.05 * Math.max(ours, theirs);
+}
+
+export function formatStatusline(d: StatuslineData): string {
+  const parts: string[] = [];
+  if (d.model) parts.push(d.model.replace(/^Claude /, '').replace(/\s*\([^)]*\)$/, ''));
+  if (d.session) {
+    let s = `${usdWithUnknown(d.session.cost, d.session.unknownCostTokens)} session`;
+    if (d.session.ccCost !== null && (d.session.unknownCostTokens > 0 || differs(d.session.cost, d.session.ccCost))) {
+      s += ` (CC ${usd(d.session.ccCost)})`;
+    }
+    parts.push(s);
+  }
+  parts.push(`${usdWithUnknown(d.today.cost, d.today.unknownCostTokens)} today`);
+  parts.push(d.block
+    ? `${usdWithUnknown(d.block.cost, d.block.unknownCostTokens)} block, ${duration(d.block.remainingMs)} left`
+    : 'no active block');
+  if (d.context) {
+    const pct = d.context.percent !== null ? ` ${Math.round(d.context.percent)}%` : '';
+    parts.push(`ctx ${compact(d.context.tokens)}${pct}`);
+  }
+  return parts.join(' | ');
+}
+
+function toJson(d: StatuslineData) {
+  const r6 = (x: number | null) => (x === null ? null : Math.round(x * 1e6) / 1e6);
+  return {
+    model: d.model,
+    session: d.session && { sessionId: d.session.id, costUSD: r6(d.session.cost), costComplete: d.session.unknownCostTokens === 0,
+      unknownCostTokens: d.session.unknownCostTokens, requests: d.session.requests, claudeCodeCostUSD: d.session.ccCost },
+    today: { date: d.today.date, costUSD: r6(d.today.cost), costComplete: d.today.unknownCostTokens === 0,
+      unknownCostTokens: d.today.unknownCostTokens, requests: d.today.requests },
+    block: d.block && { startTime: new Date(d.block.start).toISOString(), endTime: new Date(d.block.end).toISOString(),
+      costUSD: r6(d.block.cost), costComplete: d.block.unknownCostTokens === 0, remainingMinutes: Math.round(d.block.remainingMs / 60_000),
+      costPerHour: r6(d.block.costPerHour), projectedCostUSD: d.block.projectedCost },
+    context: d.context && { tokens: d.context.tokens, contextWindowSize: d.context.size,
+      percent: d.context.percent === null ? null : Math.round(d.context.percent * 10) / 10 },
+    syncError: d.syncError,
+  };
+}
+
+export class StatuslineUsageError extends Error {}
+
+export interface StatuslineFlags {
+  json: boolean;
+  sync: boolean;
+  timeZone?: string;
+}
+
+/** Flags of the fast path (commander is not loaded): --json, --no-sync, -z/--timezone <zone>. */
+export function parseStatuslineArgs(argv: string[]): StatuslineFlags {
+  const flags: StatuslineFlags = { json: false, sync: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') flags.json = true;
+    else if (a === '--no-sync') flags.sync = false;
+    else if (a === '-z' || a === '--timezone' || a.startsWith('--timezone=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (!v) throw new StatuslineUsageError(`${a.split('=')[0]} needs a time zone`);
+      flags.timeZone = v;
+    } else {
+      throw new StatuslineUsageError(`statusline: unknown option ${a}`);
+    }
+  }
+  return flags;
+}
+
+async function readStdin(): Promise<string> {
+  if (isatty(0)) return '';
+  try {
+    return readFileSync(0, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return '';
+  }
+  // A non-blocking pipe: read it as a stream, giving up after a second.
+  return new Promise((resolve) => {
+    let text = '';
+    const done = () => { clearTimeout(timer); resolve(text); };
+    const timer = setTimeout(done, 1000);
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (c: string) => { text += c; });
+    process.stdin.on('end', done);
+    process.stdin.on('error', done);
+  });
+}
+
+/** Entry point of the fast path: prints one line and returns the exit code (0 unless the flags are wrong). */
+export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let flags: StatuslineFlags;
+  let timeZone: string;
+  try {
+    flags = parseStatuslineArgs(argv);
+    timeZone = assertTimeZone(flags.timeZone ?? systemTimeZone());
+  } catch (err) {
+    if (err instanceof StatuslineUsageError || err instanceof TimeZoneError) {
+      process.stdout.write(`tokentally: ${err.message}\n`);
+      process.stderr.write(`tokentally: ${err.message}\n(run tokentally statusline --help for usage)\n`);
+      return 2;
+    }
+    throw err;
+  }
+  let store: Store | undefined;
+  try {
+    const input = parseStatuslineInput(await readStdin());
+    // A statusline must not wait on a writer: a short busy timeout, then show what is stored.
+    store = SqliteStore.open(databasePath(env), loadPriceBook(env), { busyTimeoutMs: 200 });
+    const data = await computeStatusline(store, input, { now: clockNow(env), timeZone, sync: flags.sync, env });
+    process.stdout.write((flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data)) + '\n');
+  } catch (err) {
+    const reason = (err as Error)?.message ?? String(err);
+    process.stdout.write(flags.json ? JSON.stringify({ error: reason }) + '\n' : 'tokentally: unavailable\n');
+    if (env.TOKENTALLY_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? reason}\n`);
+  } finally {
+    try {
+      await store?.close();
+    } catch {
+      // closing never matters here
+    }
+  }
+  return 0;
+}
