@@ -93,6 +93,8 @@ export interface CompactionPoint {
 export interface ThreadSummary {
   thread: string;
   agentId: string | null;
+  /** Inline sidechain segment in which parallel subagents may interleave (growth approximate, no cache heuristics). */
+  interleaved: boolean;
   models: string[];
   requests: number;
   cost: number;
@@ -187,7 +189,9 @@ export function auditSession(model: SessionModel, prices: PriceBook): SessionAud
         if (r.req.model !== p.req.model) row.notes.push('model-change');
         const writes = writesOf(u);
         const rewritten = Math.min(writes, Math.max(0, p.prompt - u.cacheRead));
-        if (row.gapMs > ttl) {
+        if (t.interleaved) {
+          // several subagents may interleave here: no cache heuristics
+        } else if (row.gapMs > ttl) {
           const paid = !reset && writes > 0 && u.cacheRead < writes && rewritten > 0;
           idleGaps.push({ n: row.n, thread: t.id, gapMs: row.gapMs, ttlMs: ttl, cacheWrite: writes, cacheRead: u.cacheRead, paidExpiry: paid });
           if (paid) {
@@ -221,7 +225,7 @@ export function auditSession(model: SessionModel, prices: PriceBook): SessionAud
     const models = [...new Set(t.requests.map((r) => r.req.model ?? '(unknown model)'))];
     const prompts = t.requests.map((r) => r.prompt);
     threads.push({
-      thread: t.id, agentId: t.agentId, models, requests: t.requests.length,
+      thread: t.id, agentId: t.agentId, interleaved: t.interleaved, models, requests: t.requests.length,
       cost: t.requests.reduce((s, r) => s + (r.cost ?? 0), 0),
       costComplete: t.requests.every((r) => r.cost !== null),
       firstContext: prompts[0] ?? 0, lastContext: prompts[prompts.length - 1] ?? 0,

@@ -52,6 +52,11 @@ export interface ModelThread {
   agentId: string | null;
   requests: ModelRequest[];
   resets: ThreadReset[];
+  /**
+   * Inline sidechain lines without an agent id (Claude Code 1.0.x): parallel subagents may interleave in one
+   * thread, so growth between consecutive requests is not one context's. No exact sizes, no cache heuristics.
+   */
+  interleaved: boolean;
 }
 
 export type TokenMethod = 'exact' | 'estimated';
@@ -132,10 +137,21 @@ export function buildSessionModel(input: SessionInput, prices: PriceBook): Sessi
   kept.sort((a, b) => a.ts - b.ts || a.key.localeCompare(b.key));
 
   const threads = new Map<string, ModelThread>();
+  // Inline sidechains are cut into segments at main-thread activity: a Task blocks the main thread, so a
+  // subagent's context ends when the main conversation resumes.
+  let segment = 0;
+  let lastWasMain = true;
   const requests: ModelRequest[] = kept.map((req, order) => {
-    const thread = threadIdOf(req);
+    let thread = threadIdOf(req);
+    if (thread === SIDECHAIN_THREAD) {
+      if (lastWasMain) segment++;
+      thread = `${SIDECHAIN_THREAD}-${segment}`;
+      lastWasMain = false;
+    } else if (thread === MAIN_THREAD) lastWasMain = true;
     let t = threads.get(thread);
-    if (!t) threads.set(thread, (t = { id: thread, agentId: req.agentId, requests: [], resets: [] }));
+    if (!t) {
+      threads.set(thread, (t = { id: thread, agentId: req.agentId, requests: [], resets: [], interleaved: thread.startsWith(SIDECHAIN_THREAD) }));
+    }
     const priced = prices.price(req.model, req.ts, req.usage);
     const prompt = promptTokens(req.usage);
     const promptCost = promptCostOf(priced);
@@ -156,7 +172,7 @@ export function buildSessionModel(input: SessionInput, prices: PriceBook): Sessi
     if (index >= 0) t.resets.push({ index, kind: 'compaction', ts: c.ts, compaction: c });
   }
   for (const t of threads.values()) {
-    for (let j = 1; j < t.requests.length; j++) {
+    for (let j = 1; j < t.requests.length && !t.interleaved; j++) {
       const prev = t.requests[j - 1].prompt;
       const cur = t.requests[j].prompt;
       if (prev >= CONTEXT_DROP_MIN_TOKENS && cur < prev * CONTEXT_DROP_RATIO && !t.resets.some((x) => x.index === j)) {
@@ -228,7 +244,7 @@ function measureExactTokens(threads: Map<string, ModelThread>, results: ModelRes
     const [threadId, idx] = k.split('\u0000');
     const j = Number(idx);
     const t = threads.get(threadId);
-    if (!t || j === 0 || t.resets.some((x) => x.index === j)) continue;
+    if (!t || t.interleaved || j === 0 || t.resets.some((x) => x.index === j)) continue;
     const r = t.requests[j];
     const p = t.requests[j - 1];
     const delta = r.prompt - p.prompt - p.req.usage.output;

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadSessionModels } from '../../../analysis/audit-data.js';
 import { buildInsights, CLEAR_EVERY, type Insights } from '../../../analysis/insights.js';
 import { formatInt, formatUsd, wrap } from '../format.js';
-import { parsePositiveInt, scopeFrom, withStore, type CommonFlags, type ScopeFlags } from './session-audit.js';
+import { item, parsePositiveInt, scopeFrom, withStore, type CommonFlags, type ScopeFlags } from './session-audit.js';
 
 interface InsightsFlags extends CommonFlags, Omit<ScopeFlags, 'session'> {
   limit?: string;
@@ -47,9 +47,8 @@ export function insightsText(x: Insights, label: string, limit: number): string 
   out.push('');
   if (x.findings.length === 0) out.push('No findings: nothing recorded in this range, or nothing worth a cent.');
   x.findings.slice(0, limit).forEach((f, i) => {
-    const head = `${String(i + 1).padStart(2)}. ${formatUsd(f.dollars).padStart(8)} ${MEANING[f.meaning].padEnd(10)} `;
-    out.push(wrap(head + f.title));
-    out.push(wrap(f.explanation).split('\n').map((l) => `    ${l}`).join('\n'));
+    out.push(item(`${String(i + 1).padStart(2)}. ${formatUsd(f.dollars)} ${MEANING[f.meaning]} · ${f.title}`, '').replace(/\n  /g, '\n    '));
+    out.push(item(f.explanation, '    '));
   });
   if (x.findings.length > limit) out.push(`(${x.findings.length - limit} more: --limit ${x.findings.length})`);
   for (const n of x.notes) {

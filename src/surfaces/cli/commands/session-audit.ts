@@ -158,9 +158,10 @@ export function toolsJson(t: ToolAttribution) {
 function threadLabels(a: SessionAudit): Map<string, string> {
   const labels = new Map<string, string>();
   let n = 0;
+  let side = 0;
   for (const t of a.threads) {
     if (t.thread === 'main') labels.set(t.thread, 'main');
-    else if (t.thread === 'sidechain') labels.set(t.thread, 'side');
+    else if (t.interleaved) labels.set(t.thread, `side${++side}`);
     else labels.set(t.thread, `sub${++n}`);
   }
   return labels;
@@ -202,7 +203,8 @@ export function auditText(a: SessionAudit, tools: ToolAttribution, tz: string): 
 
   out.push('Threads (each subagent is a separate context):');
   for (const th of a.threads) {
-    const who = th.thread === 'main' ? 'main' : th.agentId ? `${labels.get(th.thread)} = agent ${th.agentId}` : `${labels.get(th.thread)} = inline sidechain`;
+    const who = th.thread === 'main' ? 'main' : th.agentId ? `${labels.get(th.thread)} = agent ${th.agentId}`
+      : `${labels.get(th.thread)} = inline sidechain (subagents may interleave: growth approximate, sizes estimated)`;
     out.push(item(`${who}: ${formatInt(th.requests)} requests, ${th.costComplete ? formatUsd(th.cost) : `${formatUsd(th.cost)}+?`}; `
       + `context ${formatInt(th.firstContext)} → ${formatInt(th.lastContext)} (peak ${formatInt(th.peakContext)}), `
       + `${th.meanGrowth >= 0 ? '+' : ''}${formatInt(th.meanGrowth)} tokens per request on average${th.resets ? `, ${th.resets} reset(s)` : ''}`));
@@ -217,7 +219,7 @@ export function auditText(a: SessionAudit, tools: ToolAttribution, tz: string): 
       + `context ${c.contextBefore === null ? '?' : formatInt(c.contextBefore)} → ${c.contextAfter === null ? '(no later request)' : formatInt(c.contextAfter)}`));
   }
   out.push('');
-  out.push(`Paid cache expiries (idle longer than the cache lifetime, then the context written again): ${formatUsd(t.cacheExpiryCost)} extra`);
+  out.push(wrap(`Paid cache expiries (idle longer than the cache lifetime, then the context written again): ${formatUsd(t.cacheExpiryCost)} extra`));
   if (a.cacheExpiries.length === 0) out.push('  none');
   for (const e of a.cacheExpiries) {
     out.push(item(`#${e.n} ${labels.get(e.thread)}: idle ${formatGap(e.gapMs)} > ${e.ttlMs >= 3_600_000 ? '1h' : '5m'}, `
@@ -226,7 +228,7 @@ export function auditText(a: SessionAudit, tools: ToolAttribution, tz: string): 
   const unpaid = a.idleGaps.filter((g) => !g.paidExpiry).length;
   if (unpaid) out.push(`  (${unpaid} other idle gap${unpaid > 1 ? 's' : ''} longer than the cache lifetime had no re-write)`);
   out.push('');
-  out.push(`Cache writes that should have been reads (prefix changed): ${formatUsd(t.prefixChangeCost)} extra`);
+  out.push(wrap(`Cache writes that should have been reads (prefix changed): ${formatUsd(t.prefixChangeCost)} extra`));
   if (a.prefixChanges.length === 0) out.push('  none');
   for (const e of a.prefixChanges) {
     out.push(item(`#${e.n} ${labels.get(e.thread)} (${formatGap(e.gapMs)} after the previous request): ${formatInt(e.rewrittenTokens)} tokens `
