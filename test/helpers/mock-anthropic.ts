@@ -51,6 +51,8 @@ export interface MockOptions {
   keepBodyBytes?: number;
   /** Extra response headers on every message answer. */
   headers?: Record<string, string>;
+  /** `request-id`s to answer with, in order (e.g. the recorded `req_011Cwx2JJ3KWZxxT0Xb7m27jNpsD`); then generated ones. */
+  requestIds?: string[];
 }
 
 export interface SeenRequest {
@@ -113,6 +115,9 @@ export function sseEvents(body: string = recordedSse()): string[] {
 
 export const RECORDED = {
   messageId: 'msg_01wDw7NQJXOvn7EeRxfmAMJUds',
+  /** `request-id` of the recorded response (as in the transcript Claude Code wrote). */
+  requestId: 'req_011Cwx2JJ3KWZxxT0Xb7m27jNpsD',
+  sessionId: 'b0fc82b9-641d-47bd-970d-4d8f8ca2c404',
   toolId: 'toolu_01LS32HRgaHX1mrj5MxlJcetbX',
   model: 'claude-opus-4-8',
   /** Final usage of the recorded response (message_start, overwritten by message_delta). */
@@ -195,6 +200,7 @@ function uniqueMessageId(n: number): string {
 export async function startMockAnthropic(options: MockOptions = {}): Promise<MockAnthropic> {
   const requests: SeenRequest[] = [];
   let plan = [...(options.plan ?? [])];
+  const requestIds = [...(options.requestIds ?? [])];
   let count = 0;
   let messageCount = 0;
   let clientAborts = 0;
@@ -253,7 +259,7 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
 
   const server = http.createServer({ keepAliveTimeout: 30_000 } as http.ServerOptions, (req, res) => {
     const n = ++count;
-    const requestId = `req_011CMock${String(n).padStart(18, '0')}`;
+    const requestId = requestIds.shift() ?? `req_011CMock${String(n).padStart(18, '0')}`;
     const chunks: Buffer[] = [];
     let bytes = 0;
     const hash = createHash('sha256');

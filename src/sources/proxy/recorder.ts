@@ -141,7 +141,7 @@ export class Recorder implements RecordSink {
       let claimed = path;
       if (name.endsWith(SPOOL_SUFFIX)) {
         // A file another live process may still append to is left alone until it has been quiet a while.
-        if (path !== this.spoolFile && !this.quiet(path, 2000)) {
+        if (path !== this.spoolFile && writerAlive(name) && !this.quiet(path, 2000)) {
           this.spoolMaybePending = true;
           continue;
         }
@@ -296,6 +296,19 @@ export class Recorder implements RecordSink {
     try {
       this.opts.onProblem?.(this.s.lastError);
     } catch { /* never let diagnostics break recording */ }
+  }
+}
+
+/** Spool files are named `<ms>-<pid>-…`: is that writer still running (and not us)? */
+function writerAlive(name: string): boolean {
+  const pid = Number(/^\d+-(\d+)-/.exec(name)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
