@@ -26,7 +26,8 @@ export function mergeRecords(a: RequestRecord, b: RequestRecord): RequestRecord 
     ts: a.ts,
     sessionId: a.sessionId ?? b.sessionId,
     project: a.project ?? b.project,
-    agentId: a.agentId ?? b.agentId,
+    // A main-thread copy makes the request the main thread's: it has no agent.
+    agentId: a.isSubagent && b.isSubagent ? a.agentId ?? b.agentId : null,
     isSubagent: a.isSubagent && b.isSubagent,
     model: a.model ?? b.model,
     usage: usageFrom.usage,

@@ -43,6 +43,7 @@ export function normalizeModelId(raw: string): string {
 
 export class PriceBook {
   private readonly byId = new Map<string, ModelPrice>();
+  private readonly found = new Map<string, ModelPrice | undefined>();
   readonly models: ModelPrice[];
   /** Stable text of every price in force; stored costs are recomputed when it changes. */
   readonly fingerprint: string;
@@ -62,6 +63,14 @@ export class PriceBook {
 
   /** The price row for a model id as logged, or undefined when the model is unknown. */
   find(model: string): ModelPrice | undefined {
+    // Logs repeat a handful of model ids: remember each lookup, including misses.
+    if (this.found.has(model)) return this.found.get(model);
+    const hit = this.lookup(model);
+    if (this.found.size < 10_000) this.found.set(model, hit);
+    return hit;
+  }
+
+  private lookup(model: string): ModelPrice | undefined {
     const id = normalizeModelId(model);
     const hit = this.byId.get(id);
     if (hit) return hit;

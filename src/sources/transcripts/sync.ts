@@ -1,23 +1,21 @@
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, relative, resolve, sep } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { RequestRecord } from '../../core/types.js';
 import { mergeRecords } from '../../core/merge.js';
+import { emptyFacts } from '../../core/session-facts.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
 import { listTranscriptFiles, transcriptRoots, type FoundFile } from './discover.js';
-import { emptyFacts } from '../../core/session-facts.js';
-import { extractFacts, fileContext, parseTranscriptLine, type FileContext, type SkipReason } from './parse-line.js';
+import type { FileContext, SkipReason } from './parse-line.js';
+import type { ParseJob, ParseMessage } from './parse-worker.js';
+import { readTranscriptFile, type FileChunk, type SkippedLine } from './reader.js';
 
 export interface SyncProgress {
   filesDone: number;
   filesTotal: number;
   bytesDone: number;
   bytesTotal: number;
-}
-
-export interface SkippedLine {
-  file: string;
-  line: number;
-  reason: SkipReason;
 }
 
 export interface SyncReport {
@@ -34,6 +32,8 @@ export interface SyncReport {
   skippedLines: SkippedLine[];
   errors: { file: string; message: string }[];
   durationMs: number;
+  /** Parse worker threads used (0: parsed in the main thread). */
+  workers: number;
 }
 
 export interface SyncOptions {
@@ -46,19 +46,16 @@ export interface SyncOptions {
    * for a hot path. Files outside the transcript roots are read too, attributed by their own folder.
    */
   onlyPaths?: string[];
+  /** Parse workers for large syncs; default: one per core, up to 4. 0 parses in the main thread. */
+  workers?: number;
 }
 
-const READ_BYTES = 4 * 1024 * 1024;
+/** Below this many bytes to read, starting workers costs more than it saves. */
+const WORKER_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const COMMIT_RECORDS = 20_000;
 const COMMIT_BYTES = 64 * 1024 * 1024;
-const MAX_LINE_BYTES = 64 * 1024 * 1024;
-const HEAD_BYTES = 1024;
-/** An unterminated last line is taken only once the file has been quiet this long (writer finished). */
-const QUIET_TAIL_MS = 5 * 60 * 1000;
-const NEWLINE = 0x0a;
-const USAGE = Buffer.from('"usage"');
-const TOOL_RESULT = Buffer.from('"tool_result"');
-const COMPACT = Buffer.from('"compact_boundary"');
+
+type PlanItem = { file: FoundFile; size: number; checkpoint: FileCheckpoint | undefined };
 
 export async function syncTranscripts(store: Store, options: SyncOptions = {}): Promise<SyncReport> {
   const started = Date.now();
@@ -68,15 +65,15 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
     files: { seen: 0, read: 0, unchanged: 0, reread: 0, unreadable: 0 },
     bytesRead: 0, lines: 0, requestLines: 0, newRequests: 0, mergedCopies: 0,
     skipped: { invalid_json: 0, not_an_object: 0, bad_timestamp: 0, invalid_usage: 0, line_too_long: 0 },
-    skippedLines: [], errors: [], durationMs: 0,
+    skippedLines: [], errors: [], durationMs: 0, workers: 0,
   };
   const maxSkipped = options.maxSkippedLines ?? 1000;
-  const onError = (file: string, err: Error) => {
-    report.errors.push({ file, message: (err as NodeJS.ErrnoException).code ?? err.message });
+  const onError = (file: string, err: { code?: string; message: string }) => {
+    report.errors.push({ file, message: err.code ?? err.message });
   };
 
   // Plan: stat everything first so progress has a byte total and unchanged files cost one stat.
-  const plan: { file: FoundFile; size: number; checkpoint: FileCheckpoint | undefined }[] = [];
+  const plan: PlanItem[] = [];
   const candidates = options.onlyPaths
     ? [options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))]
     : roots.map((root) => listTranscriptFiles(root, onError));
@@ -108,43 +105,92 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   };
   options.onProgress?.(progress);
 
-  const batch = new Batch(store, report);
-  let lastYield = Date.now();
-  for (const item of plan) {
-    // Let timers (the progress bar) run during long syncs.
-    if (Date.now() - lastYield > 100) {
-      await new Promise((r) => setImmediate(r));
-      lastYield = Date.now();
-    }
-    try {
-      await importFile(item.file, item.checkpoint, report, batch, maxSkipped, (bytes) => {
-        progress.bytesDone += bytes;
-        options.onProgress?.(progress);
-      });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code && /^E[A-Z]+$/.test(code)) {
-        report.files.unreadable++;
-        onError(item.file.path, err as Error);
-      } else {
-        throw err;
-      }
-    }
-    progress.filesDone++;
+  const batch = new Batch(store, report, maxSkipped);
+  const absorb = async (chunk: FileChunk) => {
+    batch.absorb(chunk);
+    progress.bytesDone += chunk.bytesRead;
+    if (chunk.complete) progress.filesDone++;
     options.onProgress?.(progress);
     if (batch.full) await batch.flush();
+  };
+  const unreadable = (path: string, err: { code?: string; message: string }) => {
+    report.files.unreadable++;
+    report.files.read--;
+    onError(path, err);
+  };
+
+  const workers = Math.min(options.workers ?? Math.min(availableParallelism(), 4), plan.length);
+  if (workers > 0 && progress.bytesTotal >= WORKER_THRESHOLD_BYTES) {
+    report.workers = workers;
+    await parseInWorkers(plan, workers, maxSkipped, report, absorb, unreadable);
+  } else {
+    let lastYield = Date.now();
+    for (const item of plan) {
+      // Let timers (the progress bar) run during long syncs.
+      if (Date.now() - lastYield > 100) {
+        await new Promise((r) => setImmediate(r));
+        lastYield = Date.now();
+      }
+      report.files.read++;
+      try {
+        for (const chunk of readTranscriptFile(item.file, item.checkpoint, maxSkipped)) await absorb(chunk);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e.code && /^E[A-Z]+$/.test(e.code)) unreadable(item.file.path, e);
+        else throw err;
+      }
+    }
   }
   await batch.flush();
   report.durationMs = Date.now() - started;
   return report;
 }
 
-/** Name a file given by path relative to the transcript root that holds it (or to its grandparent folder). */
-function foundFileFor(path: string, roots: string[]): FoundFile {
-  const abs = resolve(path);
-  const root = roots.find((r) => abs.startsWith(r + sep));
-  const rel = root ? relative(root, abs) : relative(dirname(dirname(abs)), abs);
-  return { path: abs, relPath: rel.split(sep).join('/') };
+/**
+ * Parse files on worker threads (JSON parsing is most of a cold sync) while the main thread commits.
+ * Each worker takes the next file when it finishes one, so memory stays bounded by the chunks in flight.
+ */
+async function parseInWorkers(
+  plan: PlanItem[], count: number, maxSkipped: number, report: SyncReport,
+  absorb: (chunk: FileChunk) => Promise<void>, unreadable: (path: string, err: { code?: string; message: string }) => void,
+): Promise<void> {
+  let next = 0;
+  // Commits run one at a time, in arrival order, so a file's chunks are committed in file order.
+  let committing: Promise<void> = Promise.resolve();
+  const pool = Array.from({ length: count }, () => new Worker(new URL('./parse-worker.js', import.meta.url)));
+  try {
+    await Promise.all(pool.map((worker) => new Promise<void>((resolveWorker, rejectWorker) => {
+      const give = () => {
+        if (next >= plan.length) {
+          resolveWorker();
+          return;
+        }
+        const item = plan[next++];
+        report.files.read++;
+        worker.postMessage({ file: item.file, checkpoint: item.checkpoint, maxSkipped } satisfies ParseJob);
+      };
+      worker.on('message', (msg: ParseMessage) => {
+        if (msg.type === 'chunk') {
+          committing = committing.then(() => absorb(msg.chunk));
+          committing.catch(rejectWorker);
+        } else if (msg.type === 'done') {
+          give();
+        } else {
+          if (msg.code && /^E[A-Z]+$/.test(msg.code)) {
+            unreadable(msg.path, msg);
+            give();
+          } else {
+            rejectWorker(new Error(`parsing ${msg.path} failed: ${msg.message}`));
+          }
+        }
+      });
+      worker.on('error', rejectWorker);
+      give();
+    })));
+    await committing;
+  } finally {
+    await Promise.all(pool.map((w) => w.terminate()));
+  }
 }
 
 /**
@@ -153,16 +199,30 @@ function foundFileFor(path: string, roots: string[]): FoundFile {
  * the records read up to it, so a sync killed at any point resumes without losing or double-counting.
  */
 class Batch {
-  records = new Map<string, RequestRecord>();
-  facts = emptyFacts();
-  checkpoints = new Map<string, FileCheckpoint>();
-  bytes = 0;
+  private records = new Map<string, RequestRecord>();
+  private facts = emptyFacts();
+  private checkpoints = new Map<string, FileCheckpoint>();
+  private bytes = 0;
 
-  constructor(private readonly store: Store, private readonly report: SyncReport) {}
+  constructor(private readonly store: Store, private readonly report: SyncReport, private readonly maxSkipped: number) {}
 
-  add(record: RequestRecord): void {
-    const prev = this.records.get(record.key);
-    this.records.set(record.key, prev ? mergeRecords(prev, record) : record);
+  absorb(chunk: FileChunk): void {
+    const r = this.report;
+    r.bytesRead += chunk.bytesRead;
+    r.lines += chunk.lines;
+    r.requestLines += chunk.requestLines;
+    if (chunk.reread) r.files.reread++;
+    for (const [reason, n] of Object.entries(chunk.skipped)) r.skipped[reason as SkipReason] += n ?? 0;
+    for (const s of chunk.skippedLines) if (r.skippedLines.length < this.maxSkipped) r.skippedLines.push(s);
+    for (const record of chunk.records) {
+      const prev = this.records.get(record.key);
+      this.records.set(record.key, prev ? mergeRecords(prev, record) : record);
+    }
+    this.facts.toolCalls.push(...chunk.facts.toolCalls);
+    this.facts.toolResults.push(...chunk.facts.toolResults);
+    this.facts.compactions.push(...chunk.facts.compactions);
+    this.checkpoints.set(chunk.path, chunk.checkpoint);
+    this.bytes += chunk.bytesRead;
   }
 
   get full(): boolean {
@@ -181,160 +241,12 @@ class Batch {
   }
 }
 
-async function importFile(
-  file: FoundFile, checkpoint: FileCheckpoint | undefined, report: SyncReport, batch: Batch,
-  maxSkipped: number, onBytes: (n: number) => void,
-): Promise<void> {
-  const fd = openSync(file.path, 'r');
-  try {
-    const st = fstatSync(fd);
-    const size = st.size;
-    let offset = 0;
-    let lineNo = 0;
-    if (checkpoint && checkpoint.dev === st.dev && checkpoint.ino === st.ino && size >= checkpoint.offset
-      && headOf(fd, size, headLength(checkpoint.head)) === checkpoint.head) {
-      offset = checkpoint.offset;
-      lineNo = checkpoint.lines;
-    } else if (checkpoint) {
-      // Truncated, replaced or rewritten: read it all again (merging by key makes this idempotent).
-      report.files.reread++;
-    }
-    report.files.read++;
-    const ctx = fileContext(file.relPath);
-    const quietTail = Date.now() - st.mtimeMs > QUIET_TAIL_MS;
-    const head = headOf(fd, size, HEAD_BYTES);
-
-    const checkpointAt = (consumedTo: number, complete: boolean): FileCheckpoint => ({
-      path: file.path, dev: st.dev, ino: st.ino,
-      // A mid-file checkpoint must not look "unchanged" to the next run.
-      size: complete ? size : -1, mtimeMs: complete ? Math.floor(st.mtimeMs) : -1,
-      offset: consumedTo, lines: lineNo, head,
-    });
-
-    const handleLine = (buf: Buffer, start: number, end: number) => {
-      lineNo++;
-      report.lines++;
-      const skip = (reason: SkipReason) => {
-        report.skipped[reason]++;
-        if (report.skippedLines.length < maxSkipped) report.skippedLines.push({ file: file.path, line: lineNo, reason });
-      };
-      let s = start;
-      let e = end;
-      while (s < e && isSpace(buf[s])) s++;
-      while (e > s && isSpace(buf[e - 1])) e--;
-      if (s === e) return;
-      const slice = buf.subarray(s, e);
-      if (slice.indexOf(USAGE) === -1 && slice.indexOf(TOOL_RESULT) === -1 && slice.indexOf(COMPACT) === -1) {
-        // Not a response: only its shape is checked, so malformed lines are still counted.
-        if (buf[s] !== 0x7b /* { */) {
-          skip(isJson(slice) ? 'not_an_object' : 'invalid_json');
-        } else if (buf[e - 1] !== 0x7d /* } */) {
-          skip('invalid_json');
-        }
-        return;
-      }
-      let value: unknown;
-      try {
-        value = JSON.parse(slice.toString('utf8'));
-      } catch {
-        skip('invalid_json');
-        return;
-      }
-      const result = parseTranscriptLine(value, ctx, lineNo);
-      if (result !== null && 'skip' in result) {
-        skip(result.skip);
-        return;
-      }
-      extractFacts(value, ctx, result?.record.key ?? null, batch.facts);
-      if (result === null) return;
-      report.requestLines++;
-      batch.add(result.record);
-    };
-
-    let carry: Buffer | null = null;
-    let carryTooLong = false;
-    let consumed = offset;
-    let pos = offset;
-    const chunk = Buffer.allocUnsafe(READ_BYTES);
-    while (pos < size) {
-      const n = readSync(fd, chunk, 0, Math.min(READ_BYTES, size - pos), pos);
-      if (n <= 0) break;
-      pos += n;
-      report.bytesRead += n;
-      batch.bytes += n;
-      onBytes(n);
-      let buf = chunk.subarray(0, n);
-      if (carry) {
-        buf = Buffer.concat([carry, buf]);
-        carry = null;
-      }
-      let lineStart = 0;
-      for (;;) {
-        const nl = buf.indexOf(NEWLINE, lineStart);
-        if (nl === -1) break;
-        if (carryTooLong) {
-          carryTooLong = false;
-          lineNo++;
-          report.lines++;
-          report.skipped.line_too_long++;
-          if (report.skippedLines.length < maxSkipped) report.skippedLines.push({ file: file.path, line: lineNo, reason: 'line_too_long' });
-        } else {
-          handleLine(buf, lineStart, nl);
-        }
-        lineStart = nl + 1;
-      }
-      consumed = pos - (buf.length - lineStart);
-      if (lineStart < buf.length) {
-        const rest = buf.subarray(lineStart);
-        if (carryTooLong || rest.length > MAX_LINE_BYTES) {
-          carryTooLong = true; // drop bytes until the next newline
-        } else {
-          carry = Buffer.from(rest);
-        }
-      }
-      if (batch.full) {
-        batch.checkpoints.set(file.path, checkpointAt(consumed, false));
-        await batch.flush();
-      }
-    }
-    // An unterminated tail is a line still being written, unless the file has long been quiet.
-    if (carry && quietTail && isJson(carry)) {
-      handleLine(carry, 0, carry.length);
-      consumed = size;
-    }
-    batch.checkpoints.set(file.path, checkpointAt(consumed, true));
-  } finally {
-    closeSync(fd);
-  }
+/** Name a file given by path relative to the transcript root that holds it (or to its grandparent folder). */
+function foundFileFor(path: string, roots: string[]): FoundFile {
+  const abs = resolve(path);
+  const root = roots.find((r) => abs.startsWith(r + sep));
+  const rel = root ? relative(root, abs) : relative(dirname(dirname(abs)), abs);
+  return { path: abs, relPath: rel.split(sep).join('/') };
 }
 
-function headOf(fd: number, size: number, want: number): string {
-  const len = Math.min(want, size);
-  const buf = Buffer.alloc(len);
-  if (len > 0) readSync(fd, buf, 0, len, 0);
-  let h = 0x811c9dc5;
-  for (let i = 0; i < len; i++) {
-    h ^= buf[i];
-    h = Math.imul(h, 0x01000193);
-  }
-  return `${len}:${(h >>> 0).toString(16)}`;
-}
-
-function headLength(head: string): number {
-  return Number(head.split(':')[0]) || 0;
-}
-
-function isSpace(b: number): boolean {
-  return b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a;
-}
-
-function isJson(buf: Buffer): boolean {
-  try {
-    JSON.parse(buf.toString('utf8'));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export type { FileContext };
+export type { FileContext, SkippedLine };

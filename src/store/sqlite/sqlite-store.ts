@@ -39,7 +39,7 @@ const MERGE_SQL = `UPDATE requests SET
   message_id = COALESCE(message_id, @message_id),
   session_id = COALESCE(session_id, @session_id),
   project = COALESCE(project, @project),
-  agent_id = COALESCE(agent_id, @agent_id),
+  agent_id = CASE WHEN is_subagent AND @is_subagent THEN COALESCE(agent_id, @agent_id) ELSE NULL END,
   is_subagent = is_subagent AND @is_subagent,
   model = COALESCE(model, @model),
   tools = CASE WHEN length(COALESCE(@tools, '')) > length(COALESCE(tools, '')) THEN @tools ELSE tools END,
@@ -63,10 +63,14 @@ export class SqliteStore implements Store {
     const byKey = db.prepare('SELECT * FROM requests WHERE key = ?');
     const messageKeyOf = db.prepare("SELECT key FROM requests WHERE request_id = ? AND key LIKE 'm:%' LIMIT 1").pluck();
     const remove = db.prepare('DELETE FROM requests WHERE key = ?');
+    // Most stores hold no `r:` rows (only failed or cut proxy requests make them): skip the lookup then.
+    const anyRequestKey = db.prepare("SELECT 1 FROM requests WHERE key >= 'r:' AND key < 'r;' LIMIT 1").pluck();
     this.upsertMany = (rows) => {
       let inserted = 0;
       let updated = 0;
+      let orphansPossible = anyRequestKey.get() !== undefined;
       for (let row of rows) {
+        if ((row.key as string).startsWith('r:')) orphansPossible = true;
         // One request seen with and without its message id (a proxy record of a stream cut before
         // message_start, a transcript line without message.id) is one row: the `m:` key absorbs the `r:` one.
         const requestId = row.request_id as string | null;
@@ -79,7 +83,7 @@ export class SqliteStore implements Store {
           this.merge.run(row);
           updated++;
         }
-        if (requestId && (row.key as string).startsWith('m:')) {
+        if (orphansPossible && requestId && (row.key as string).startsWith('m:')) {
           const orphan = byKey.get(`r:${requestId}`) as Row | undefined;
           if (orphan) {
             this.merge.run({ ...orphan, key: row.key });
@@ -102,6 +106,8 @@ export class SqliteStore implements Store {
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       if (!options.readonly && path !== ':memory:') db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      // Imports touch many index pages; the default 2 MB page cache thrashes on large syncs.
+      db.pragma('cache_size = -32768');
       migrate(db, path);
       const store = new SqliteStore(path, db, prices);
       if (!options.readonly) store.repriceIfNeeded();

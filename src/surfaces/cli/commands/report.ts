@@ -190,6 +190,7 @@ function shorten(s: string, max: number): string {
   return s.includes('/') ? '…' + s.slice(s.length - max + 1) : s.slice(0, max - 1) + '…';
 }
 
+/** Costs to 1e-8 USD: enough for any rate card, and float sums of the same costs in another order agree. */
 function round(x: number): number {
-  return Math.round(x * 1e6) / 1e6;
+  return Math.round(x * 1e8) / 1e8;
 }
