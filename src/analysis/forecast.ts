@@ -87,7 +87,7 @@ export async function buildForecast(store: Store, opts: ForecastOptions): Promis
     if (firstDate > basisStartDate) basisStartDate = firstDate;
   }
   const basisDates: string[] = [];
-  for (let d = basisStartDate; d < today; d = addDays(d, 1)) basisDates.push(d);
+  if (first) for (let d = basisStartDate; d < today; d = addDays(d, 1)) basisDates.push(d);
   const basisStart = cal.startOfDay(basisStartDate);
 
   const groups = await store.summarize({ fromTs: Math.min(monthStart, basisStart), toTs: now + 1 }, ['quarterHour']);

@@ -1,0 +1,163 @@
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatStatusline, parseStatuslineInput, type StatuslineData } from '../../src/surfaces/statusline/run.js';
+import { isolatedEnv, runCli } from '../helpers/cli.js';
+import { sharedPath } from '../helpers/paths.js';
+import { appendTranscript, assistantLine } from '../helpers/transcripts.js';
+
+const SESSION = '54518870-8f23-41b7-8800-ac63ca425b74';
+// Opus 4.8 ($5 in, $25 out, $6.25 5m writes, $10 1h writes, $0.50 reads) over the session's 4 responses:
+// 11/12/13/14 input, 1040/1050/1060/1070 5m writes, 204..207 1h writes, 12400..12700 reads, 24..27 output.
+const SESSION_COST = (15395 + 15547.5 + 15700 + 15852.5) / 1e6;
+
+/** The lab's transcripts in a temp CLAUDE_CONFIG_DIR, and the recorded statusLine inputs pointing at them. */
+function lab() {
+  const claude = mkdtempSync(join(tmpdir(), 'tt-sl-'));
+  cpSync(sharedPath('fixtures', 'claude-code-lab', 'projects'), join(claude, 'projects'), { recursive: true });
+  const inputs = readFileSync(sharedPath('fixtures', 'claude-code-lab', 'hooks', 'statusline.jsonl'), 'utf8')
+    .trim().split('\n').map((l) => l.replaceAll('/home/dev/.claude', claude));
+  const env = isolatedEnv({ CLAUDE_CONFIG_DIR: claude, TOKENTALLY_NOW: '2026-11-22T13:00:00Z' });
+  return { claude, inputs, env, transcript: join(claude, 'projects', '-home-dev-demo-app', `${SESSION}.jsonl`) };
+}
+
+describe('tokentally statusline', () => {
+  let L: ReturnType<typeof lab>;
+  before(() => { L = lab(); });
+
+  it('prints one line for every recorded Claude Code input: model, session cost (and CC\'s when it differs), today, block, context', () => {
+    for (const [i, input] of L.inputs.entries()) {
+      const r = runCli(['statusline'], L.env, input);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, '');
+      const lines = r.stdout.split('\n');
+      assert.equal(lines.length, 2, `one line expected: ${JSON.stringify(r.stdout)}`);
+      const line = lines[0];
+      assert.match(line, /^Opus 4\.8 \| \$0\.06 session/, line);
+      assert.match(line, / \| \$\d+\.\d\d today \| \$\d+\.\d\d block, 4h00m left \| ctx 1[\d.]+K 1%$/, line);
+      // Claude Code's own figure is shown only when it differs noticeably from ours ($0.0625).
+      const cc = JSON.parse(input).cost.total_cost_usd as number;
+      assert.equal(line.includes('(CC '), Math.abs(cc - SESSION_COST) >= 0.01, `input ${i}: ${line}`);
+    }
+  });
+
+  it('reports the session cost from the transcript it imported, exactly, in --json', () => {
+    const r = runCli(['statusline', '--json'], L.env, L.inputs[2]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.session.sessionId, SESSION);
+    assert.equal(j.session.requests, 4);
+    assert.ok(Math.abs(j.session.costUSD - SESSION_COST) < 1e-9, String(j.session.costUSD));
+    assert.equal(j.session.claudeCodeCostUSD, 0.07773749999999999);
+    assert.deepEqual(j.context, { tokens: 14 + 1277 + 12700, contextWindowSize: 1_000_000, percent: 1 });
+    assert.equal(j.block.startTime, '2026-11-22T12:00:00.000Z');
+    assert.equal(j.block.remainingMinutes, 240);
+    assert.equal(j.today.date, '2026-11-22');
+  });
+
+  it('imports only the session\'s transcript, incrementally: appended lines show up in the next line', () => {
+    const L2 = lab();
+    const first = JSON.parse(runCli(['statusline', '--json'], L2.env, L2.inputs[2]).stdout);
+    // Only this session was imported: "today" equals the session.
+    assert.equal(first.today.requests, 4);
+    appendTranscript(L2.transcript, [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:30:00.000Z',
+      input: 1_000_000, output: 0 })]);
+    const second = JSON.parse(runCli(['statusline', '--json'], L2.env, L2.inputs[2]).stdout);
+    assert.equal(second.session.requests, 5);
+    assert.ok(Math.abs(second.session.costUSD - (SESSION_COST + 5)) < 1e-9);
+    const line = runCli(['statusline'], L2.env, L2.inputs[2]).stdout;
+    assert.match(line, /\$5\.06 session \(CC \$0\.08\)/);
+  });
+
+  it('falls back to the last stored request for the context size when current_usage is null', () => {
+    const j = JSON.parse(runCli(['statusline', '--json'], L.env, L.inputs[0]).stdout);
+    assert.equal(j.context.tokens, 14 + 1277 + 12700);
+  });
+
+  it('never fails loudly: empty, invalid or partial stdin, a missing transcript, a corrupt database', () => {
+    const cases: [string, string, NodeJS.ProcessEnv][] = [
+      ['empty', '', L.env],
+      ['not json', '{"session_id": ', L.env],
+      ['array', '[1,2,3]', L.env],
+      ['wrong types', '{"session_id": 5, "model": "x", "cost": "lots", "context_window": {"current_usage": 7}}', L.env],
+      ['missing transcript', JSON.stringify({ session_id: 'nope', transcript_path: '/nonexistent/nope.jsonl' }), L.env],
+    ];
+    for (const [name, input, env] of cases) {
+      const r = runCli(['statusline'], env, input);
+      assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+      assert.match(r.stdout, /^[^\n]*today \| [^\n]*\n$/, `${name}: ${r.stdout}`);
+      assert.doesNotMatch(r.stdout + r.stderr, /\n\s+at /, name);
+    }
+    const corrupt = isolatedEnv();
+    mkdirSync(corrupt.TOKENTALLY_HOME!, { recursive: true });
+    writeFileSync(join(corrupt.TOKENTALLY_HOME!, 'tokentally.db'), 'this is not a database'.repeat(100));
+    const r = runCli(['statusline'], corrupt, L.inputs[2]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, 'tokentally: unavailable\n');
+    assert.equal(r.stderr, '');
+    const unwritable = isolatedEnv({ TOKENTALLY_HOME: '/etc/passwd/tokentally' });
+    const u = runCli(['statusline'], unwritable, L.inputs[2]);
+    assert.equal(u.code, 0);
+    assert.equal(u.stdout, 'tokentally: unavailable\n');
+  });
+
+  it('rejects unknown flags and time zones with exit 2, and --help goes through the full CLI', () => {
+    const bad = runCli(['statusline', '--bogus'], L.env, '{}');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--bogus/);
+    const tz = runCli(['statusline', '--timezone', 'Mars/Olympus'], L.env, '{}');
+    assert.equal(tz.code, 2);
+    const help = runCli(['statusline', '--help'], L.env);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /statusLine/);
+  });
+
+  it('counts "today" in --timezone', () => {
+    const env = { ...L.env, TOKENTALLY_NOW: '2026-11-22T14:30:00Z' };
+    const utc = JSON.parse(runCli(['statusline', '--json'], env, L.inputs[2]).stdout);
+    assert.equal(utc.today.date, '2026-11-22');
+    assert.equal(utc.today.requests, 4);
+    // In Brisbane (UTC+10) it is 00:30 on the 23rd: the session's requests (12:00-12:12 UTC) were yesterday.
+    const j = JSON.parse(runCli(['statusline', '--json', '--timezone', 'Australia/Brisbane'], env, L.inputs[2]).stdout);
+    assert.equal(j.today.date, '2026-11-23');
+    assert.equal(j.today.requests, 0);
+  });
+
+  it('loads neither commander nor the table renderer (the fast path in main.ts)', () => {
+    const r = runCli(['statusline'], { ...L.env, NODE_DEBUG: 'module' }, L.inputs[2]);
+    assert.equal(r.code, 0);
+    assert.match(r.stderr, /better-sqlite3/); // the trace works
+    assert.doesNotMatch(r.stderr, /node_modules\/(commander|cli-table3|cli-progress)\//);
+  });
+});
+
+describe('statusline formatting', () => {
+  const base: StatuslineData = {
+    model: 'Claude Sonnet 4.6 (1M context)', session: { id: 's', cost: 1.234, unknownCostTokens: 0, requests: 3, ccCost: 1.24 },
+    today: { date: '2026-11-22', cost: 12.4, unknownCostTokens: 0, requests: 50 },
+    block: { start: 0, end: 5 * 3_600_000, cost: 3.1, unknownCostTokens: 0, remainingMs: 7_980_000, costPerHour: 1, projectedCost: 5 },
+    context: { tokens: 123_456, size: 1_000_000, percent: 12.3 }, syncError: null,
+  };
+
+  it('hides a close Claude Code estimate and shows a different one; never prints $0 for unpriced usage', () => {
+    assert.equal(formatStatusline(base), 'Sonnet 4.6 | $1.23 session | $12.40 today | $3.10 block, 2h13m left | ctx 123K 12%');
+    assert.match(formatStatusline({ ...base, session: { ...base.session!, ccCost: 2 } }), /\$1\.23 session \(CC \$2\.00\)/);
+    const unknown = formatStatusline({ ...base, session: { ...base.session!, cost: 0, unknownCostTokens: 10, ccCost: null },
+      today: { ...base.today, unknownCostTokens: 5 }, block: null, context: null });
+    assert.equal(unknown, 'Sonnet 4.6 | unknown session | $12.40+? today | no active block');
+  });
+
+  it('parses Claude Code\'s stdin JSON defensively', () => {
+    assert.equal(parseStatuslineInput(''), null);
+    assert.equal(parseStatuslineInput('nope'), null);
+    const p = parseStatuslineInput(JSON.stringify({ session_id: 'a', model: { id: 'claude-opus-4-8[1m]' },
+      context_window: { context_window_size: 200000, current_usage: { input_tokens: 1, cache_creation_input_tokens: 2, cache_read_input_tokens: 3 } } }))!;
+    assert.equal(p.sessionId, 'a');
+    assert.equal(p.modelId, 'claude-opus-4-8[1m]');
+    assert.equal(p.contextTokens, 6);
+    assert.equal(p.usedPercent, null);
+    assert.equal(p.ccCost, null);
+  });
+});
