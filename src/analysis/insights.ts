@@ -86,6 +86,8 @@ export function isExpensiveModel(model: string | null, prices: PriceBook): boole
 }
 
 const short = (id: string) => (id.length > 8 ? id.slice(0, 8) : id);
+/** The informative end of a long path. */
+const tail = (p: string, max: number) => (p.length <= max ? p : `…${p.slice(p.length - max + 1)}`);
 const usd = (x: number) => (Math.abs(x) >= 0.01 || x === 0 ? `$${x.toFixed(2)}` : `$${x.toFixed(4)}`);
 const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
@@ -112,7 +114,7 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     const hours = a.firstTs !== null && a.lastTs !== null ? (a.lastTs - a.firstTs) / 3_600_000 : 0;
     findings.push({
       kind: 'top-session', meaning: 'spent', dollars: a.totals.cost,
-      title: `Session ${short(a.sessionId)}${a.project ? ` (${a.project})` : ''} cost ${usd(a.totals.cost)}`,
+      title: `Session ${short(a.sessionId)}${a.project ? ` (${tail(a.project, 40)})` : ''} cost ${usd(a.totals.cost)}`,
       explanation: `${int(a.totals.requests)} requests over ${hours.toFixed(1)} h, ${totalCost > 0 ? pct(a.totals.cost / totalCost) : '0%'} of all spend; `
         + `main context grew from ${int(main?.firstContext ?? 0)} to a peak of ${int(main?.peakContext ?? 0)} tokens; cache hit ${pct(a.totals.cacheHitRate)}.`,
       numbers: {
@@ -147,11 +149,14 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     const lastN = lastCarrierRow(threaded, x.sessionId, x.thread, x.firstSentN, x.sentIn);
     findings.push({
       kind: 'carried-result', meaning: 'spent', dollars: x.carriedCost,
-      title: `${x.tool}${x.target ? ` ${x.target}` : ''}: ${int(x.tokens)} tokens re-sent ${x.sentIn - 1} times`,
+      title: `${x.tool}${x.target ? ` ${tail(x.target, 48)}` : ''}: ${int(x.tokens)} tokens re-sent ${x.sentIn - 1} times`,
       explanation: `Returned before request #${x.firstSentN} of session ${short(x.sessionId)} and still paid for in request #${lastN} `
         + `(${x.endReason === 'thread-end' ? 'until the session ended' : `until the ${x.endReason}`}): ${usd(x.carriedCost)} of re-sending `
         + `after ${usd(x.firstSendCost)} to send it once (${x.method} size).`,
-      numbers: { tokens: x.tokens, method: x.method, firstSentN: x.firstSentN, lastN, sentIn: x.sentIn, carriedCost: x.carriedCost },
+      numbers: {
+        tool: x.tool, target: x.target ?? '', tokens: x.tokens, method: x.method, firstSentN: x.firstSentN, lastN, sentIn: x.sentIn,
+        firstSendCost: x.firstSendCost, carriedCost: x.carriedCost,
+      },
       sessions: [x.sessionId],
     });
   }
@@ -216,7 +221,7 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     findings.push({
       kind: 'repeated-reads', meaning: 'avoidable', dollars: repeatCost,
       title: `${repeats.length} file${repeats.length > 1 ? 's' : ''} read more than once in a session: ${usd(repeatCost)} for the re-reads`,
-      explanation: `${repeats.slice(0, TOP_N).map((x) => `${x.file.split('/').pop()} ×${x.reads}`).join(', ')}; `
+      explanation: `${repeats.slice(0, TOP_N).map((x) => `${tail(x.file.split('/').pop() ?? x.file, 40)} ×${x.reads}`).join(', ')}; `
         + 'each re-read is sent and carried again while the first copy is still in the context.',
       numbers: { files: repeats.length, reads: repeats.reduce((s, x) => s + x.reads, 0), repeatCost },
       sessions: [...new Set(repeats.map((x) => x.sessionId))],

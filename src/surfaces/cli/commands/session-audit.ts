@@ -179,7 +179,7 @@ export function auditText(a: SessionAudit, tools: ToolAttribution, tz: string): 
   const day = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' });
   const cost = (c: number | null) => (c === null ? 'unknown' : formatUsd(c));
   const out: string[] = [];
-  out.push(`Session ${a.sessionId}${a.project ? `  (${a.project})` : ''}`);
+  out.push(wrap(`Session ${a.sessionId}${a.project ? `  (${shorten(a.project, 60)})` : ''}`));
   if (a.firstTs !== null && a.lastTs !== null) {
     out.push(`${day.format(a.firstTs)} ${time.format(a.firstTs)} → ${day.format(a.lastTs)} ${time.format(a.lastTs)} ${tz}`);
   }
