@@ -155,12 +155,12 @@ export class SqliteStore implements Store {
 
   async summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]> {
     const dimSql: Record<GroupDim, string> = {
-      quarterHour: '(ts / 900000) AS quarterHour',
+      quarterHour: 'quarter_hour AS quarterHour',
       model: 'model',
       session: 'session_id AS session',
       project: 'project',
     };
-    const dimKey: Record<GroupDim, string> = { quarterHour: 'quarterHour', model: 'model', session: 'session_id', project: 'project' };
+    const dimKey: Record<GroupDim, string> = { quarterHour: 'quarter_hour', model: 'model', session: 'session_id', project: 'project' };
     const { where, params } = whereClause(filter);
     const select = [
       ...groupBy.map((d) => dimSql[d]),
@@ -426,16 +426,18 @@ function factWhere(f: FactFilter): { where: string; params: Row } {
   const parts: string[] = [];
   const params: Row = {};
   if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
-  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
-  if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+  // The quarter_hour bounds let the report index narrow the scan; the ts bounds are the exact filter.
+  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs AND quarter_hour >= @fromQ'); params.fromTs = f.fromTs; params.fromQ = Math.floor(f.fromTs / 900_000); }
+  if (f.toTs !== undefined) { parts.push('ts < @toTs AND quarter_hour <= @toQ'); params.toTs = f.toTs; params.toQ = Math.floor(f.toTs / 900_000); }
   return { where: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params };
 }
 
 function whereClause(f: RequestFilter): { where: string; params: Row } {
   const parts: string[] = [];
   const params: Row = {};
-  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
-  if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+  // The quarter_hour bounds let the report index narrow the scan; the ts bounds are the exact filter.
+  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs AND quarter_hour >= @fromQ'); params.fromTs = f.fromTs; params.fromQ = Math.floor(f.fromTs / 900_000); }
+  if (f.toTs !== undefined) { parts.push('ts < @toTs AND quarter_hour <= @toQ'); params.toTs = f.toTs; params.toQ = Math.floor(f.toTs / 900_000); }
   if (f.project !== undefined) { parts.push('instr(project, @project) > 0'); params.project = f.project; }
   if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
   return { where: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params };

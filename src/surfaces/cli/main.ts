@@ -11,53 +11,74 @@ if (process.argv[2] === 'statusline' && !process.argv.includes('--help') && !pro
   process.exit();
 }
 
+// `tokentally hook` runs before every prompt (UserPromptSubmit): same fast path, no commander.
+if (process.argv[2] === 'hook') {
+  const { parseHookArgs, hookMain } = await import('./commands/hook.js');
+  const flags = parseHookArgs(process.argv.slice(3));
+  if (flags) {
+    process.exitCode = await hookMain(flags);
+    if (process.stdout.writableLength > 0) await new Promise(() => process.stdout.once('drain', () => process.exit()));
+    process.exit();
+  }
+}
+
 const { Command, CommanderError } = await import('commander');
 const { DateArgError, TimeZoneError } = await import('../../core/time.js');
 const { StoreError } = await import('../../store/store.js');
 const { UsageError, UserFacingError } = await import('./errors.js');
-const { registerPrices } = await import('./commands/prices.js');
-const { registerReports } = await import('./commands/report.js');
-const { registerSync } = await import('./commands/sync.js');
-const { registerEstimate } = await import('./commands/estimate.js');
-const { registerForecast } = await import('./commands/forecast.js');
-const { registerBlocks } = await import('./commands/blocks.js');
-const { registerLive } = await import('./commands/live.js');
-const { registerStatusline } = await import('./commands/statusline.js');
-const { registerProxy } = await import('./commands/proxy.js');
-const { registerRequests } = await import('./commands/requests.js');
-const { registerInit } = await import('./commands/init.js');
-const { registerInsights } = await import('./commands/insights.js');
-const { registerWhatIf } = await import('./commands/whatif.js');
-const { registerTools } = await import('./commands/tools.js');
+
+type Program = InstanceType<typeof Command>;
+type Registrar = (program: Program) => void;
+
+/** Each command's module, loaded only when that command runs (or for help): startup is most of a warm run. */
+const COMMANDS: Record<string, () => Promise<Registrar>> = {
+  report: async () => (await import('./commands/report.js')).registerReports,
+  sync: async () => (await import('./commands/sync.js')).registerSync,
+  prices: async () => (await import('./commands/prices.js')).registerPrices,
+  estimate: async () => (await import('./commands/estimate.js')).registerEstimate,
+  forecast: async () => (await import('./commands/forecast.js')).registerForecast,
+  blocks: async () => (await import('./commands/blocks.js')).registerBlocks,
+  live: async () => (await import('./commands/live.js')).registerLive,
+  statusline: async () => (await import('./commands/statusline.js')).registerStatusline,
+  proxy: async () => (await import('./commands/proxy.js')).registerProxy,
+  requests: async () => (await import('./commands/requests.js')).registerRequests,
+  init: async () => (await import('./commands/init.js')).registerInit,
+  insights: async () => (await import('./commands/insights.js')).registerInsights,
+  whatif: async () => (await import('./commands/whatif.js')).registerWhatIf,
+  tools: async () => (await import('./commands/tools.js')).registerTools,
+  budget: async () => (await import('./commands/budget.js')).registerBudget,
+  alerts: async () => (await import('./commands/alerts.js')).registerAlerts,
+  route: async () => (await import('./commands/route.js')).registerRoute,
+  hook: async () => (await import('./commands/hook.js')).registerHook,
+};
+/** Commands registered by another command's module. */
+const MODULE_OF: Record<string, string> = {
+  daily: 'report', weekly: 'report', monthly: 'report', session: 'report', project: 'report', model: 'report',
+};
 
 const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-export function buildProgram() {
+/** The modules to load for these arguments: one command's, or all of them for help and unknown commands. */
+function modulesFor(argv: string[]): string[] {
+  const first = argv[0];
+  if (first === undefined || (first.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(first))) return ['report'];
+  const name = MODULE_OF[first] ?? first;
+  return name in COMMANDS && !argv.includes('--help') && !argv.includes('-h') ? [name] : Object.keys(COMMANDS);
+}
+
+export async function buildProgram(argv: string[] = []): Promise<Program> {
   const program = new Command('tokentally')
     .description('See, explain and control what Claude Code costs. Data: TOKENTALLY_HOME (default ~/.tokentally).')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerReports(program);
-  registerSync(program);
-  registerPrices(program);
-  registerEstimate(program);
-  registerForecast(program);
-  registerBlocks(program);
-  registerLive(program);
-  registerStatusline(program);
-  registerProxy(program);
-  registerRequests(program);
-  registerInit(program);
-  registerInsights(program);
-  registerWhatIf(program);
-  registerTools(program);
+  for (const name of modulesFor(argv)) (await COMMANDS[name]())(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(run with --help for usage)');
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
