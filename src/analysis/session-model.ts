@@ -216,7 +216,9 @@ export function buildSessionModel(input: SessionInput, prices: PriceBook): Sessi
       firstSent: endReason === 'never-sent' ? null : firstSent, end, endReason,
     });
   }
-  measureExactTokens(threads, results);
+  const callChars = new Map<string, number>();
+  for (const c of input.calls) callChars.set(c.requestKey, (callChars.get(c.requestKey) ?? 0) + c.inputChars);
+  measureExactTokens(threads, results, callChars);
 
   let project: string | null = null;
   for (const r of requests) if (r.req.project) { project = r.req.project; break; }
@@ -227,11 +229,22 @@ export function buildSessionModel(input: SessionInput, prices: PriceBook): Sessi
 }
 
 /**
- * Where the usage shows it, a result's size is exact: for request r after p in the same thread, the tokens
- * added between them are prompt(r) - prompt(p) - output(p); when positive they are split over the results
- * first sent in r in proportion to their characters (largest remainder, so the parts sum to the whole).
+ * Some Claude Code versions write the output count of an unfinished stream to the transcript (a Write of
+ * 22,000 characters recorded with 1 output token). Then prompt(r) - prompt(p) - output(p) also holds p's
+ * unrecorded output and measures nothing: p's recorded output is trusted only when it is at least half of
+ * its tool-call inputs' characters / CHARS_PER_TOKEN.
  */
-function measureExactTokens(threads: Map<string, ModelThread>, results: ModelResult[]): void {
+export function outputRecorded(p: ModelRequest, callChars: Map<string, number>): boolean {
+  return p.req.usage.output >= (callChars.get(p.req.key) ?? 0) / CHARS_PER_TOKEN / 2;
+}
+
+/**
+ * Where the usage shows it, a result's size is exact: for request r after p in the same thread, the tokens
+ * added between them are prompt(r) - prompt(p) - output(p); when positive (and p's output was recorded in
+ * full, see outputRecorded) they are split over the results first sent in r in proportion to their
+ * characters (largest remainder, so the parts sum to the whole).
+ */
+function measureExactTokens(threads: Map<string, ModelThread>, results: ModelResult[], callChars: Map<string, number>): void {
   const sentAt = new Map<string, ModelResult[]>();
   for (const x of results) {
     if (x.firstSent === null) continue;
@@ -248,7 +261,7 @@ function measureExactTokens(threads: Map<string, ModelThread>, results: ModelRes
     const r = t.requests[j];
     const p = t.requests[j - 1];
     const delta = r.prompt - p.prompt - p.req.usage.output;
-    if (delta <= 0) continue;
+    if (delta <= 0 || !outputRecorded(p, callChars)) continue;
     const totalChars = list.reduce((s, x) => s + x.chars, 0);
     const shares = list.map((x) => (totalChars > 0 ? (delta * x.chars) / totalChars : delta / list.length));
     const parts = shares.map(Math.floor);

@@ -149,6 +149,16 @@ describe('exact result sizes', () => {
     assert.equal(m.results[0].tokens, 1_000);
   });
 
+  it('does not trust a delta when the previous request\'s output was recorded truncated (stream not finished)', () => {
+    // r0 wrote a 40,000-character file (about 10,000 tokens) but its transcript line says 3 output tokens.
+    const r0 = req({ key: 'm:t0', ts: sec(0), cacheWrite5m: 10_000, output: 3 });
+    const r1 = req({ key: 'm:t1', ts: sec(5), cacheRead: 10_000, cacheWrite5m: 10_100, output: 10 });
+    const c = { ...call('w', 'm:t0', sec(0), 'Write'), inputChars: 40_000 };
+    const m = buildSessionModel({ sessionId: 's1', requests: [r0, r1], calls: [c], results: [result('w', sec(1), 80)], compactions: [] }, prices);
+    assert.equal(m.results[0].method, 'estimated');
+    assert.equal(m.results[0].tokens, 20);
+  });
+
   it('keeps subagent threads separate: results and growth follow the thread of the calling request', () => {
     const main0 = req({ key: 'm:c0', ts: sec(0), cacheWrite5m: 20_000, output: 100 });
     const sub0 = req({ key: 'm:c1', ts: sec(2), cacheWrite5m: 8_000, output: 50, agentId: 'aa' });

@@ -203,13 +203,26 @@ describe('session audit on the shared real transcripts', () => {
         near(x.carriedCost, carried, `carried cost of ${x.toolUseId}`);
         if (x.method === 'exact') exactAt.set(`${x.thread}#${first}`, (exactAt.get(`${x.thread}#${first}`) ?? 0) + x.tokens);
       }
-      // Exact sizes: the results first sent in a request add up to prompt(r) - prompt(previous) - output(previous).
+      // Exact sizes: the results first sent in a request add up to prompt(r) - prompt(previous) - output(previous),
+      // and only where the previous request's recorded output covers at least half its tool inputs' characters / 4.
+      const inputChars = new Map<string, number>();
+      const seenCalls = new Set<string>();
+      for (const j of rawLines(id)) {
+        if (j.type !== 'assistant' || !Array.isArray(j.message?.content)) continue;
+        for (const b of j.message.content) {
+          if (b?.type !== 'tool_use' || seenCalls.has(b.id)) continue;
+          seenCalls.add(b.id);
+          const k = `m:${j.message.id}`;
+          inputChars.set(k, (inputChars.get(k) ?? 0) + JSON.stringify(b.input ?? {}).length);
+        }
+      }
       assert.ok(exactAt.size > 0);
       for (const [k, tokens] of exactAt) {
         const [thread, idx] = k.split('#');
         const rows = rowsByThread.get(thread)!;
         const j = Number(idx);
         assert.equal(tokens, context(rows[j]) - context(rows[j - 1]) - rows[j - 1].output, `exact sizes at ${k}`);
+        assert.ok(rows[j - 1].output >= (inputChars.get(rows[j - 1].key) ?? 0) / 8, `output of ${rows[j - 1].key} recorded in full`);
       }
     });
   }
