@@ -3,7 +3,7 @@
  * or after the budget is redefined). Pure logic; the store's unique key (budget, version, period key,
  * threshold) makes "once" hold across processes too.
  */
-import { describeExhausted, formatDuration, formatInstant, periodLabel, type BudgetStatus, type Period } from './budgets.js';
+import { usd, describeExhausted, formatDuration, formatInstant, periodLabel, type BudgetStatus, type Period } from './budgets.js';
 
 /** Thresholds (percent) now reached and not fired yet, ascending. A jump from 0 to 85% fires 50 and 80. */
 export function thresholdsToFire(thresholds: number[], fired: Iterable<number>, percent: number): number[] {
@@ -41,7 +41,7 @@ export function alertMessage(s: BudgetStatus, threshold: number): string {
   }
   const reset = s.resetsAt === null ? '' : `; resets ${formatInstant(s.resetsAt, s.budget.timeZone)} (in ${formatDuration(s.msToReset ?? 0)})`;
   return `tokentally budget "${s.budget.name}" (${periodLabel(s.budget.period)}, scope ${s.budget.scope}) at ${Math.floor(s.percent)}%`
-    + ` (threshold ${threshold}%): spent $${s.spentUsd.toFixed(2)} of $${s.budget.limitUsd.toFixed(2)}${reset}`;
+    + ` (threshold ${threshold}%): spent ${usd(s.spentUsd)} of ${usd(s.budget.limitUsd)}${reset}`;
 }
 
 /** Alerts due for a status, given the thresholds already fired in its period. */

@@ -434,6 +434,11 @@ export function budgetStatus(budget: BudgetDefinition, window: PeriodWindow, spe
   };
 }
 
+/** `$12.34`; below a cent with four decimals (`$0.0042`), so small limits never read as $0.00. */
+export function usd(x: number): string {
+  return Math.abs(x) > 0 && Math.abs(x) < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`;
+}
+
 /** `2h 05m`, `3d 4h`, `45s`. */
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -462,7 +467,7 @@ export function periodLabel(p: Period): string {
 export function describeExhausted(s: BudgetStatus): string {
   const reset = s.resetsAt === null ? 'it does not reset (start a new session)' : `resets ${formatInstant(s.resetsAt, s.budget.timeZone)} (in ${formatDuration(s.msToReset ?? 0)})`;
   return `tokentally budget "${s.budget.name}" (${periodLabel(s.budget.period)}, scope ${s.budget.scope}) reached: `
-    + `spent $${s.spentUsd.toFixed(2)} of $${s.budget.limitUsd.toFixed(2)}; ${reset}`;
+    + `spent ${usd(s.spentUsd)} of ${usd(s.budget.limitUsd)}; ${reset}`;
 }
 
 function isHttpUrl(s: string): boolean {

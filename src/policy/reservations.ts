@@ -157,8 +157,8 @@ export class BudgetLedger {
     const now = this.now();
     const out: BaselineNeed[] = [];
     for (const b of this.applicable(ctx)) {
-      const { key, window } = this.slotFor(b, ctx, now, false);
-      if (this.slots.get(key)?.baseline !== undefined) continue;
+      const { key, window, slot } = this.slotFor(b, ctx, now, true);
+      if (slot!.baseline !== undefined) continue;
       const filter = spendFilter(b, window, ctx.sessionId, this.prices);
       if (filter) out.push({ slot: key, budget: b, window, filter });
     }

@@ -4,7 +4,7 @@
  * `x-should-retry: false` (the SDK and Claude Code then do not retry) and `retry-after` = seconds until the
  * period resets (absent for a session budget, which never resets).
  */
-import { formatDuration, formatInstant, periodLabel } from './budgets.js';
+import { usd, formatDuration, formatInstant, periodLabel } from './budgets.js';
 import type { BudgetCheck } from './reservations.js';
 
 export interface PolicyResponse {
@@ -19,9 +19,9 @@ export function blockMessage(c: BudgetCheck, now: number): string {
   const reset = c.window.end === null
     ? 'per-session budget: start a new session to continue'
     : `resets ${formatInstant(c.window.end, b.timeZone)} (in ${formatDuration(c.window.end - now)})`;
-  const inFlight = c.reservedUsd > 0 ? ` (+$${c.reservedUsd.toFixed(2)} reserved by requests in flight)` : '';
+  const inFlight = c.reservedUsd > 0 ? ` (+${usd(c.reservedUsd)} reserved by requests in flight)` : '';
   return `spend limit reached (${periodLabel(b.period)}; ${reset}): tokentally budget "${b.name}" (scope ${b.scope}) `
-    + `spent $${c.settledUsd.toFixed(2)}${inFlight} of $${b.limitUsd.toFixed(2)}`;
+    + `spent ${usd(c.settledUsd)}${inFlight} of ${usd(b.limitUsd)}`;
 }
 
 /** HTTP 429 in Anthropic's error format; never retried by the Anthropic SDK or Claude Code. */
@@ -42,7 +42,7 @@ export function warningHeader(c: BudgetCheck): [string, string] {
   const b = c.budget;
   const pct = Math.floor(((c.settledUsd + c.reservedUsd) / b.limitUsd) * 100);
   const reset = c.window.end === null ? 'per session' : `resets ${new Date(c.window.end).toISOString()}`;
-  return ['x-tokentally-budget-warning', `budget "${b.name}" (${b.period}) at ${pct}%: $${c.settledUsd.toFixed(2)} of $${b.limitUsd.toFixed(2)}, ${reset}`];
+  return ['x-tokentally-budget-warning', `budget "${b.name}" (${b.period}) at ${pct}%: ${usd(c.settledUsd)} of ${usd(b.limitUsd)}, ${reset}`];
 }
 
 /** Header naming a rewritten model: `x-tokentally-model-rewrite: claude-opus-4-8 -> claude-sonnet-4-6 (budget "daily")`. */
