@@ -167,8 +167,8 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
   if (expiries.length && expiryCost > 0) {
     findings.push({
       kind: 'cache-expiry', meaning: 'avoidable', dollars: expiryCost,
-      title: `${expiries.length} paid cache expiries cost ${usd(expiryCost)} extra`,
-      explanation: `After ${expiries.length} idle gaps longer than the cache lifetime (5 min, or 1 h for 1h writes) `
+      title: `${int(expiries.length)} paid cache expiries cost ${usd(expiryCost)} extra`,
+      explanation: `After ${int(expiries.length)} idle gaps longer than the cache lifetime (5 min, or 1 h for 1h writes) `
         + `${int(expiries.reduce((s, e) => s + e.rewrittenTokens, 0))} context tokens were written to the cache again instead of read.`,
       numbers: { events: expiries.length, rewrittenTokens: expiries.reduce((s, e) => s + e.rewrittenTokens, 0), extraCost: expiryCost },
       sessions: [...new Set(expiries.map((e) => e.sessionId))],
@@ -180,8 +180,8 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     const switches = prefix.filter((e) => e.reason.startsWith('model switched')).length;
     findings.push({
       kind: 'prefix-change', meaning: 'avoidable', dollars: prefixCost,
-      title: `${prefix.length} cache writes that should have been reads cost ${usd(prefixCost)} extra`,
-      explanation: `Within the cache lifetime the prompt prefix changed (${switches} by a model switch, ${prefix.length - switches} by tools, `
+      title: `${int(prefix.length)} cache writes that should have been reads cost ${usd(prefixCost)} extra`,
+      explanation: `Within the cache lifetime the prompt prefix changed (${int(switches)} by a model switch, ${int(prefix.length - switches)} by tools, `
         + 'system prompt or history edits), so a context the previous request had cached was written again.',
       numbers: { events: prefix.length, modelSwitches: switches, rewrittenTokens: prefix.reduce((s, e) => s + e.rewrittenTokens, 0), extraCost: prefixCost },
       sessions: [...new Set(prefix.map((e) => e.sessionId))],
@@ -206,7 +206,7 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     low.sort((a, b) => b.excess - a.excess);
     findings.push({
       kind: 'low-cache-hit', meaning: 'avoidable', dollars: lowCost,
-      title: `${low.length} session${low.length > 1 ? 's' : ''} with a cache hit rate under ${pct(LOW_HIT_RATE)}: up to ${usd(lowCost)}`,
+      title: `${int(low.length)} session${low.length > 1 ? 's' : ''} with a cache hit rate under ${pct(LOW_HIT_RATE)}: up to ${usd(lowCost)}`,
       explanation: `${low.slice(0, TOP_N).map((x) => `${short(x.sessionId)} ${pct(x.rate)}`).join(', ')}; the amount is what their uncached and `
         + 'written prompt tokens cost above the cache-read price: an upper bound (first writes are unavoidable).',
       numbers: { sessions: low.length, upperBound: lowCost },
@@ -220,7 +220,7 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
   if (repeats.length && repeatCost > 0) {
     findings.push({
       kind: 'repeated-reads', meaning: 'avoidable', dollars: repeatCost,
-      title: `${repeats.length} file${repeats.length > 1 ? 's' : ''} read more than once in a session: ${usd(repeatCost)} for the re-reads`,
+      title: `${int(repeats.length)} file${repeats.length > 1 ? 's' : ''} read more than once in a session: ${usd(repeatCost)} for the re-reads`,
       explanation: `${repeats.slice(0, TOP_N).map((x) => `${tail(x.file.split('/').pop() ?? x.file, 40)} ×${x.reads}`).join(', ')}; `
         + 'each re-read is sent and carried again while the first copy is still in the context.',
       numbers: { files: repeats.length, reads: repeats.reduce((s, x) => s + x.reads, 0), repeatCost },
@@ -253,8 +253,8 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
   if (smallN > 0 && smallBefore - smallAfter > 0) {
     findings.push({
       kind: 'expensive-model', meaning: 'saving', dollars: smallBefore - smallAfter,
-      title: `${smallN} small turns on an Opus-class model: ${usd(smallBefore - smallAfter)} on ${[...targets].join(', ')}`,
-      explanation: `${smallN} of ${expensiveN.n} Opus/Fable/Mythos requests had at most ${SMALL_TURN_OUTPUT} output and ${int(SMALL_TURN_PROMPT)} context tokens; `
+      title: `${int(smallN)} small turns on an Opus-class model: ${usd(smallBefore - smallAfter)} on ${[...targets].join(', ')}`,
+      explanation: `${int(smallN)} of ${int(expensiveN.n)} Opus/Fable/Mythos requests had at most ${SMALL_TURN_OUTPUT} output and ${int(SMALL_TURN_PROMPT)} context tokens; `
         + `they cost ${usd(smallBefore)}, the same tokens on the same generation's Sonnet ${usd(smallAfter)}.`,
       numbers: { requests: smallN, expensiveRequests: expensiveN.n, before: smallBefore, after: smallAfter, targets: [...targets].join(',') },
       sessions: [...smallSessions],
@@ -270,7 +270,7 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     if (w.saving > 0) {
       findings.push({
         kind: 'long-sessions', meaning: 'saving', dollars: w.saving,
-        title: `${gains.length} long session${gains.length > 1 ? 's' : ''}: clearing every ${clearEvery} requests would save ${usd(w.saving)}`,
+        title: `${int(gains.length)} long session${gains.length > 1 ? 's' : ''}: clearing every ${clearEvery} requests would save ${usd(w.saving)}`,
         explanation: `${gains.slice(0, TOP_N).map((s) => `${short(s.sessionId)} ${usd(s.before)} -> ${usd(s.after)}`).join(', ')} `
           + `(whatif --clear-every ${clearEvery}: context restarted at the first-request size; redone work not counted, an upper bound).`,
         numbers: { sessions: gains.length, before: w.before, after: w.after, saving: w.saving, clearEvery },
@@ -290,8 +290,8 @@ export function buildInsights(models: SessionModel[], prices: PriceBook, opts: {
     const statuses = [...new Set(retries.map((x) => x.failed.proxy!.status))].join(', ');
     findings.push({
       kind: 'retries', meaning: 'spent', dollars: cost,
-      title: `${retries.length} retries after errors (${statuses})`,
-      explanation: `${retries.length} failed attempts were re-sent with the same request size within ${RETRY_WINDOW_MS / 1000} s; `
+      title: `${int(retries.length)} retries after errors (${statuses})`,
+      explanation: `${int(retries.length)} failed attempts were re-sent with the same request size within ${RETRY_WINDOW_MS / 1000} s; `
         + `billed on the failed attempts: ${usd(cost)} (errors before generation are not billed); ${int(bytes)} request bytes re-sent; `
         + `${(retries.reduce((s, x) => s + (x.failed.proxy?.latencyMs ?? 0), 0) / 1000).toFixed(0)} s lost.`,
       numbers: { retries: retries.length, cost, requestBytes: bytes },

@@ -298,3 +298,25 @@ describe('insights helpers', () => {
     assert.ok(buildInsights([m], prices).notes.some((x) => /No proxy records/.test(x)));
   });
 });
+
+describe('unknown prices', () => {
+  it('shows an unpriced request as unknown, never $0, and marks costs that depend on it incomplete', () => {
+    const r0 = req({ key: 'm:u0', ts: sec(0), cacheWrite5m: 10_000, output: 100 });
+    const r1 = req({ key: 'm:u1', ts: sec(5), cacheRead: 10_000, cacheWrite5m: 1_100, output: 10, model: 'claude-opus-9-experimental' });
+    const r2 = req({ key: 'm:u2', ts: sec(9), cacheRead: 11_100, output: 10 });
+    const m = buildSessionModel({
+      sessionId: 's1', requests: [r0, r1, r2], calls: [call('k', 'm:u0', sec(0))], results: [result('k', sec(1), 4_000)], compactions: [],
+    }, prices);
+    const a = auditSession(m, prices);
+    assert.equal(a.rows[1].cost, null);
+    close(a.rows[1].cumulativeCost, a.rows[0].cost!);
+    assert.equal(a.totals.unpricedRequests, 1);
+    assert.deepEqual(a.totals.unpricedModels, ['claude-opus-9-experimental']);
+    const [x] = resultCosts(m);
+    assert.equal(x.costComplete, false);
+    close(x.carriedCost, x.tokens * 0.3 / MTOK);
+    const w = whatIf([m], { model: 'claude-sonnet-4-6' }, prices);
+    assert.equal(w.unpricedRequests, 1);
+    assert.equal(w.requests, 3);
+  });
+});
