@@ -34,7 +34,7 @@ const DESCRIPTIONS: Record<ReportKind, string> = {
   daily: 'tokens and cost per day (the default command)',
   weekly: 'tokens and cost per week',
   monthly: 'tokens and cost per month',
-  session: 'tokens and cost per Claude Code session, most expensive first',
+  session: 'tokens and cost per Claude Code session, most expensive first; with an id: the turn-by-turn audit of that session',
   project: 'tokens and cost per project (working directory)',
   model: 'tokens and cost per model',
 };

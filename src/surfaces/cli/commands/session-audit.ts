@@ -254,7 +254,8 @@ export function toolsText(t: ToolAttribution, opts: { limit: number; title: stri
   const out: string[] = [];
   const tot = t.totals;
   const exactShare = tot.tokens > 0 ? tot.exactTokens / tot.tokens : 0;
-  out.push(wrap(`${opts.title}: ${formatInt(tot.calls)} calls, ${formatInt(tot.results)} results, ${formatInt(tot.tokens)} tokens `
+  const plural = (k: number, w: string) => `${formatInt(k)} ${w}${k === 1 ? '' : 's'}`;
+  out.push(wrap(`${opts.title}: ${plural(tot.calls, 'call')}, ${plural(tot.results, 'result')}, ${formatInt(tot.tokens)} tokens `
     + `(${formatPercent(exactShare)} exact from usage, the rest estimated at 4 characters per token); `
     + `sent ${formatUsd(tot.firstSendCost)}, re-sent on later requests ${formatUsd(tot.carriedCost)}`
     + `${tot.subagentRequestCost > 0 ? `; subagents' own requests ${formatUsd(tot.subagentRequestCost)}` : ''}`

@@ -79,7 +79,9 @@ function policyFrom(flags: WhatIfFlags, prices: PriceBook): WhatIfPolicy {
 export function whatIfText(w: WhatIfResult, label: string): string {
   const out: string[] = [];
   out.push(wrap(`What if: ${w.policy.join('; ')}`));
-  out.push(wrap(`Scope: ${label} (${formatInt(w.sessions.length)} sessions, ${formatInt(w.requests - w.unpricedRequests)} priced requests)`));
+  const sessions = w.sessions.length;
+  out.push(wrap(`Scope: ${label} (${formatInt(sessions)} session${sessions === 1 ? '' : 's'}, `
+    + `${formatInt(w.requests - w.unpricedRequests)} priced requests)`));
   out.push('');
   const pct = w.savingPct === null ? '' : ` (${(w.savingPct * 100).toFixed(1)}%)`;
   out.push(`  Before  ${formatUsd(w.before).padStart(12)}`);
