@@ -48,8 +48,9 @@ export async function postWebhook(url: string, payload: WebhookPayload | Record<
       last = { ok: false, attempts: i, status: res.status, error: `HTTP ${res.status}` };
       if (!(res.status === 408 || res.status === 429 || res.status >= 500)) return last;
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      last = { ok: false, attempts: i, status: null, error: e.cause?.code ?? e.name ?? 'error' };
+      const e = err as Error & { cause?: { code?: string; errors?: { code?: string }[]; message?: string } };
+      const code = e.cause?.code ?? e.cause?.errors?.find((x) => x.code)?.code ?? (e.name === 'TimeoutError' ? 'timeout' : e.cause?.message ?? e.message);
+      last = { ok: false, attempts: i, status: null, error: code ?? 'error' };
     }
     if (i < attempts) await sleep(Math.min(maxDelay, base * 2 ** (i - 1)));
   }
