@@ -320,3 +320,27 @@ describe('unknown prices', () => {
     assert.equal(w.requests, 3);
   });
 });
+
+describe('tool groups', () => {
+  it('groups MCP tools by server and Task/Agent as subagents (with the subagents\' own requests)', () => {
+    const r0 = req({ key: 'm:g0', ts: sec(0), cacheWrite5m: 10_000, output: 100 });
+    const s0 = req({ key: 'm:g1', ts: sec(1), cacheWrite5m: 5_000, output: 100, agentId: 'zz' });
+    const r1 = req({ key: 'm:g2', ts: sec(5), cacheRead: 10_000, cacheWrite5m: 3_100, output: 100 });
+    const m = buildSessionModel({
+      sessionId: 's1', requests: [r0, s0, r1],
+      calls: [call('a', 'm:g0', sec(0), 'mcp__github__get_issue', null), call('b', 'm:g0', sec(0), 'mcp__github__list_prs', null),
+        call('c', 'm:g0', sec(0), 'Task', 'Explore')],
+      results: [result('a', sec(3), 4_000), result('b', sec(3), 4_000), result('c', sec(4), 4_000)],
+      compactions: [],
+    }, prices);
+    const t = attributeTools([m]);
+    const gh = t.byGroup.find((g) => g.group === 'mcp:github')!;
+    assert.deepEqual(gh.tools, ['mcp__github__get_issue', 'mcp__github__list_prs']);
+    assert.equal(gh.calls, 2);
+    assert.equal(gh.tokens, 2_000);
+    const sub = t.byGroup.find((g) => g.group === 'subagents')!;
+    close(sub.subagentRequestCost, s0.cost!);
+    close(sub.totalCost, sub.resultCost + s0.cost!);
+    assert.equal(t.byGroup.reduce((s, g) => s + g.tokens, 0), t.totals.tokens);
+  });
+});
