@@ -94,7 +94,8 @@ export function whatIfText(w: WhatIfResult, label: string): string {
     out.push('');
     out.push('By model:');
     for (const m of w.moves.slice(0, 10)) {
-      out.push(item(`${m.from} -> ${m.to}: ${formatInt(m.requests)} requests, ${formatUsd(m.before)} -> ${formatUsd(m.after)}`));
+      const move = m.from === m.to ? `${m.from} (kept)` : `${m.from} -> ${m.to}`;
+      out.push(item(`${move}: ${formatInt(m.requests)} requests, ${formatUsd(m.before)} -> ${formatUsd(m.after)}`));
     }
   }
   if (w.sessions.length > 1) {
