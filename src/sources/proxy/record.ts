@@ -64,6 +64,9 @@ export function sessionFromUserId(userId: string): string | null {
   return m ? m[1] : null;
 }
 
+/** Recent key -> hash pairs (a handful of keys are in use): the hash is not recomputed per request. */
+const hashCache = new Map<string, string>();
+
 /** First 12 hex of sha256 of the API key (`x-api-key`) or bearer token: the same key hashes the same either way. */
 export function keyHash(headers: IncomingHttpHeaders): string | null {
   let key = first(headers['x-api-key']);
@@ -72,7 +75,14 @@ export function keyHash(headers: IncomingHttpHeaders): string | null {
     if (auth) key = auth.replace(/^\s*bearer\s+/i, '');
   }
   key = key?.trim();
-  return key ? createHash('sha256').update(key).digest('hex').slice(0, 12) : null;
+  if (!key) return null;
+  let h = hashCache.get(key);
+  if (h === undefined) {
+    h = createHash('sha256').update(key).digest('hex').slice(0, 12);
+    if (hashCache.size >= 64) hashCache.clear();
+    hashCache.set(key, h);
+  }
+  return h;
 }
 
 /** `claude-cli/2.1.197 (external, sdk-cli)` -> `2.1.197`. */
@@ -120,7 +130,7 @@ export function buildRecord(x: Exchange): RequestRecord {
   const agentId = clip(first(x.headers['x-claude-code-agent-id']));
   const status = x.outcome === 'complete' ? String(x.httpStatus ?? 0) : x.outcome;
   return {
-    key: requestKey(messageId, requestId, randomUUID()),
+    key: messageId || requestId ? requestKey(messageId, requestId, '') : requestKey(null, null, randomUUID()),
     requestId,
     messageId,
     ts: x.startedAt,

@@ -109,6 +109,11 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     decoderDone: Promise<void> | null = null;
     ttftMs: number | null = null;
     info: RequestInfo | null = null;
+    corked = false;
+    readonly uncork = () => {
+      this.corked = false;
+      if (!this.res.writableEnded) this.res.uncork();
+    };
 
     constructor(readonly req: http.IncomingMessage, readonly res: http.ServerResponse) {
       const url = req.url ?? '/';
@@ -214,6 +219,13 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         if (!res.headersSent && !res.destroyed) res.flushHeaders();
       });
       ures.on('data', (chunk: Buffer) => {
+        // Chunks read in the same poll phase go out in one write (they arrived together anyway); the
+        // write happens right after this phase, never later: no buffering across time.
+        if (!this.corked) {
+          this.corked = true;
+          res.cork();
+          setImmediate(this.uncork);
+        }
         if (!res.write(chunk)) {
           ures.pause();
           res.once('drain', () => ures.resume());
@@ -379,7 +391,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
 
   const server = http.createServer({ requestTimeout: 0, maxHeaderSize: 64 * 1024 }, (req, res) => {
     if (req.url === HEALTH_PATH || req.url?.startsWith(HEALTH_PATH + '?')) {
-      serveHealth(res);
+      serveHealth(req, res);
       return;
     }
     stats.requests++;
@@ -400,7 +412,10 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     else socket.destroy();
   });
 
-  function serveHealth(res: http.ServerResponse): void {
+  function serveHealth(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // `?gc=1` collects garbage first when node runs with --expose-gc (the benchmark's memory figures).
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (gc && req.url?.includes('gc=1')) gc();
     const mem = process.memoryUsage();
     const body = JSON.stringify({
       service: PROXY_SERVICE_NAME, version: options.version ?? null, pid: process.pid, upstream: options.upstream,

@@ -124,7 +124,16 @@ const LF = 0x0a;
 /** A line we keep (event / data of an interesting event) is capped; larger ones are dropped, never buffered. */
 const MAX_LINE_BYTES = 8 * 1024 * 1024;
 /** Events whose payload the proxy never needs: their data lines are skipped without being copied or parsed. */
-const SKIP_EVENTS = new Set(['ping', 'content_block_delta', 'content_block_stop']);
+const SKIP_EVENTS = new Set(['ping', 'content_block_delta', 'content_block_stop', 'message_stop']);
+const EVENT = Buffer.from('event:');
+const DATA = Buffer.from('data:');
+
+/** `buf[start..end)` begins with `prefix` (compared as bytes, no string made). */
+function startsWith(buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
+  if (end - start < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (buf[start + i] !== prefix[i]) return false;
+  return true;
+}
 
 /**
  * Incremental SSE reader for the Messages API. It is fed the response bytes after they were forwarded,
@@ -140,6 +149,8 @@ export class SseUsageScanner {
   private skippingLine = false;
   /** `event:` field of the event being read ('' when the stream has no event lines). */
   private eventName = '';
+  /** The current event is one whose data we never read. */
+  private skipEvent = false;
   private data: string[] = [];
   private dataBytes = 0;
   private sawDelta = false;
@@ -194,7 +205,7 @@ export class SseUsageScanner {
   /** A data line of an event we never read, or a comment: no need to keep its bytes. */
   private canSkip(buf: Buffer, start: number, end: number): boolean {
     if (end > start && buf[start] === 0x3a /* ':' comment */) return true;
-    return SKIP_EVENTS.has(this.eventName) && end - start >= 5 && buf.toString('latin1', start, start + 5) === 'data:';
+    return this.skipEvent && startsWith(buf, start, end, DATA);
   }
 
   private line(buf: Buffer, start: number, end: number): void {
@@ -203,33 +214,38 @@ export class SseUsageScanner {
       this.dispatch();
       return;
     }
-    if (buf[start] === 0x3a) return; // comment
-    const head = buf.toString('latin1', start, Math.min(end, start + 6));
-    if (head.startsWith('event:')) {
-      const name = buf.toString('utf8', start + 6, end).trim();
-      this.eventName = name;
-      if (name === 'content_block_delta') this.firstDelta();
-      return;
-    }
-    if (head.startsWith('data:')) {
-      if (SKIP_EVENTS.has(this.eventName)) return;
+    const c = buf[start];
+    if (c === 0x64 /* d */) {
+      if (this.skipEvent || !startsWith(buf, start, end, DATA)) return;
       let from = start + 5;
       if (buf[from] === 0x20) from++;
       if (this.dataBytes + (end - from) > MAX_LINE_BYTES) return;
       this.dataBytes += end - from;
       this.data.push(buf.toString('utf8', from, end));
+    } else if (c === 0x65 /* e */ && startsWith(buf, start, end, EVENT)) {
+      let s = start + 6;
+      let e = end;
+      while (s < e && buf[s] === 0x20) s++;
+      while (e > s && buf[e - 1] === 0x20) e--;
+      const name = buf.toString('latin1', s, e);
+      this.eventName = name;
+      this.skipEvent = SKIP_EVENTS.has(name);
+      if (name === 'content_block_delta') this.firstDelta();
     }
-    // id:, retry: and unknown fields carry nothing we need.
+    // Comments, id:, retry: and unknown fields carry nothing we need.
   }
 
   private dispatch(): void {
     const name = this.eventName;
     this.eventName = '';
+    this.skipEvent = false;
     if (this.data.length === 0) return;
     const payload = this.data.length === 1 ? this.data[0] : this.data.join('\n');
     this.data = [];
     this.dataBytes = 0;
     this.facts.events++;
+    // Only tool_use blocks matter among block starts: text and thinking starts are not parsed.
+    if (name === 'content_block_start' && !payload.includes('"tool_use"')) return;
     let ev: unknown;
     try {
       ev = JSON.parse(payload);

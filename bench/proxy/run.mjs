@@ -1,0 +1,272 @@
+#!/usr/bin/env node
+// npm run bench:proxy -- direct vs through `tokentally proxy`, same mock upstream, in one run.
+//
+// Processes: the mock Messages API (bench/proxy/mock-server.mjs) and the proxy (bin/tokentally.js proxy, with a
+// fresh TOKENTALLY_HOME holding a prices.json of 5 dummy models, i.e. settings but no budgets) run on loopback as
+// separate processes; load comes from this process (node:http, keep-alive agents). Every response is the
+// 20-event SSE stream (`x-mock-stream: sse20`). Phases:
+//   1. latency at 1 connection: interleaved blocks of direct and proxied requests, p50/p99 of each; added = difference
+//   2. throughput at 50 concurrent streams, alternating direct/proxy rounds of fixed duration:
+//      a. paced: events 5 ms apart (a model streams tokens over time; the target applies here)
+//      b. unpaced: 20 events back to back, CPU-bound: mock, proxy and load generator share the machine's cores, so
+//         this measures CPU sharing as much as the proxy; a bare node:http pipe proxy (pipe-proxy.mjs) runs too, for scale
+//   3. memory: proxy RSS (after a forced GC) before and after 10,000 requests of which 1,000 are aborted mid-stream
+// Options: --quick (smaller counts, for a smoke run), --strict (exit 1 when a target is missed), --json.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+const args = new Set(process.argv.slice(2));
+const QUICK = args.has('--quick');
+const root = new URL('../..', import.meta.url).pathname;
+const cfg = {
+  warmup: QUICK ? 200 : 1000,
+  latencyRequests: QUICK ? 1000 : 4000, // per path
+  latencyBlock: 100,
+  concurrency: 50,
+  throughputSeconds: QUICK ? 2 : 5,
+  throughputRounds: QUICK ? 1 : 3, // per path, alternating
+  pacedDelayMs: 5,
+  memoryRequests: QUICK ? 2000 : 10_000,
+  memoryAborted: QUICK ? 200 : 1000,
+};
+const TARGETS = { p50AddedMs: 0.3, p99AddedMs: 1, throughputRatio: 0.85, memoryGrowthMb: 20 };
+
+const children = [];
+function start(cmd, argv, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`${argv.join(' ')} did not start: ${err}`)), 20_000);
+    child.stderr.on('data', (d) => { if (err.length < 100_000) err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl !== -1 && !child.started) {
+        child.started = true;
+        clearTimeout(timer);
+        resolve({ child, info: JSON.parse(out.slice(0, nl)), stderr: () => err });
+      }
+    });
+    child.once('exit', (code) => { if (!child.started) reject(new Error(`exited ${code}: ${err}`)); });
+  });
+}
+function stopAll() {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+}
+process.on('exit', stopAll);
+
+const BODY = Buffer.from(JSON.stringify({ model: 'claude-opus-4-8', max_tokens: 1024, stream: true,
+  metadata: { user_id: JSON.stringify({ device_id: 'bench', account_uuid: '', session_id: 'bench-session' }) },
+  messages: [{ role: 'user', content: 'say hi' }] }));
+const HEADERS = {
+  'content-type': 'application/json', 'content-length': String(BODY.length), 'x-api-key': 'sk-ant-bench',
+  'anthropic-version': '2023-06-01', 'user-agent': 'tokentally-bench', 'x-mock-stream': 'sse20',
+};
+
+/** One request; resolves {ms} at the end of the response, or {aborted} / {error}. */
+function once(base, agent, { abortAfterChunks = 0, delayMs = 0 } = {}) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const delay = abortAfterChunks ? Math.max(1, delayMs) : delayMs;
+    const headers = delay ? { ...HEADERS, 'x-mock-event-delay-ms': String(delay) } : HEADERS;
+    const req = http.request({ agent, host: base.hostname, port: base.port, method: 'POST', path: '/v1/messages?beta=true', headers }, (res) => {
+      let chunks = 0;
+      res.on('data', () => {
+        if (abortAfterChunks && ++chunks >= abortAfterChunks) {
+          req.destroy();
+          resolve({ aborted: true });
+        }
+      });
+      res.on('end', () => resolve(res.statusCode === 200 ? { ms: performance.now() - t0 } : { error: `status ${res.statusCode}` }));
+      res.on('error', () => resolve({ aborted: true }));
+    });
+    req.on('error', (e) => resolve({ error: e.code ?? e.message }));
+    req.end(BODY);
+  });
+}
+
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+async function latency(bases) {
+  const paths = Object.keys(bases);
+  const agents = Object.fromEntries(paths.map((p) => [p, new http.Agent({ keepAlive: true, maxSockets: 1 })]));
+  for (const path of paths) for (let i = 0; i < cfg.warmup; i++) await once(bases[path], agents[path]);
+  const ms = Object.fromEntries(paths.map((p) => [p, []]));
+  const errors = Object.fromEntries(paths.map((p) => [p, 0]));
+  for (let done = 0; done < cfg.latencyRequests; done += cfg.latencyBlock) {
+    for (const path of paths) {
+      for (let i = 0; i < cfg.latencyBlock; i++) {
+        const r = await once(bases[path], agents[path]);
+        if (r.ms !== undefined) ms[path].push(r.ms);
+        else errors[path]++;
+      }
+    }
+  }
+  for (const a of Object.values(agents)) a.destroy();
+  const stat = (a) => {
+    const s = [...a].sort((x, y) => x - y);
+    return { n: s.length, p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99), mean: s.reduce((x, y) => x + y, 0) / s.length };
+  };
+  return { ...Object.fromEntries(paths.map((p) => [p, stat(ms[p])])), errors };
+}
+
+async function throughputRound(base, seconds, delayMs = 0) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: cfg.concurrency });
+  let done = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  await Promise.all(Array.from({ length: cfg.concurrency }, async () => {
+    while (performance.now() < end) {
+      const r = await once(base, agent, { delayMs });
+      if (r.ms !== undefined) done++;
+      else errors++;
+    }
+  }));
+  const elapsed = (performance.now() - t0) / 1000;
+  agent.destroy();
+  return { rps: done / elapsed, errors };
+}
+
+async function throughput(paths, delayMs) {
+  for (const base of Object.values(paths)) await throughputRound(base, 1, delayMs);
+  const rounds = Object.fromEntries(Object.keys(paths).map((k) => [k, []]));
+  let errors = 0;
+  for (let i = 0; i < cfg.throughputRounds; i++) {
+    for (const [path, base] of Object.entries(paths)) {
+      const r = await throughputRound(base, cfg.throughputSeconds, delayMs);
+      rounds[path].push(r.rps);
+      errors += r.errors;
+    }
+  }
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+  return { ...Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, mean(v)])), rounds, errors };
+}
+
+function health(base, gc = false) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: base.hostname, port: base.port, path: `/__tokentally/health${gc ? '?gc=1' : ''}`, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (d) => (b += d));
+      res.on('end', () => resolve(JSON.parse(b)));
+    }).on('error', reject);
+  });
+}
+
+async function settle(base, expected, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let h = await health(base);
+  while ((h.inFlight > 0 || h.recorded < expected || h.recorder.queued > 0) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    h = await health(base);
+  }
+  return h;
+}
+
+async function memory(proxied) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: cfg.concurrency });
+  const before0 = await health(proxied);
+  await settle(proxied, before0.recorded);
+  const before = await health(proxied, true);
+  // 10,000 requests at 50 concurrent, every 10th aborted after its first chunk (mid-stream).
+  let next = 0;
+  const counts = { ok: 0, aborted: 0, errors: 0 };
+  const abortEvery = Math.round(cfg.memoryRequests / cfg.memoryAborted);
+  await Promise.all(Array.from({ length: cfg.concurrency }, async () => {
+    while (next < cfg.memoryRequests) {
+      const i = next++;
+      const r = await once(proxied, agent, { abortAfterChunks: i % abortEvery === abortEvery - 1 ? 1 : 0 });
+      if (r.aborted) counts.aborted++;
+      else if (r.ms !== undefined) counts.ok++;
+      else counts.errors++;
+    }
+  }));
+  agent.destroy();
+  const h = await settle(proxied, before.recorded + cfg.memoryRequests);
+  await new Promise((r) => setTimeout(r, 500));
+  const after = await health(proxied, true);
+  return {
+    counts, rssBeforeMb: before.memory.rss / 1048576, rssAfterMb: after.memory.rss / 1048576,
+    heapBeforeMb: before.memory.heapUsed / 1048576, heapAfterMb: after.memory.heapUsed / 1048576,
+    recorded: after.recorded - before.recorded, inFlight: h.inFlight, clientAborts: after.clientAborts - before.clientAborts,
+    recorder: after.recorder,
+  };
+}
+
+async function main() {
+  const home = mkdtempSync(join(os.tmpdir(), 'tt-bench-proxy-'));
+  mkdirSync(home, { recursive: true });
+  // Five dummy price settings: the proxy's store worker loads and applies them (no budgets exist yet).
+  const models = {};
+  for (let i = 1; i <= 5; i++) models[`bench-dummy-model-${i}`] = { input: i, output: 5 * i };
+  writeFileSync(join(home, 'prices.json'), JSON.stringify({ models }, null, 2));
+  const env = { ...process.env, TOKENTALLY_HOME: home, HOME: join(home, 'home') };
+
+  const mock = await start(process.execPath, [join(root, 'bench/proxy/mock-server.mjs')], env);
+  const proxy = await start(process.execPath, ['--expose-gc', join(root, 'bin/tokentally.js'), 'proxy', '--port', '0', '--json', '--upstream', mock.info.url], env);
+  const pipe = await start(process.execPath, [join(root, 'bench/proxy/pipe-proxy.mjs'), mock.info.url], env);
+  const direct = new URL(mock.info.url);
+  const proxied = new URL(proxy.info.listening);
+  const piped = new URL(pipe.info.listening);
+  process.stderr.write(`mock ${direct.href} (pid ${mock.info.pid}), proxy ${proxied.href} (pid ${proxy.info.pid}); ${os.cpus().length} CPUs, node ${process.version}\n`);
+
+  process.stderr.write('1/3 latency at 1 connection...\n');
+  const lat = await latency({ direct, proxy: proxied, pipe: piped });
+  process.stderr.write(`2/3 throughput at 50 concurrent streams (paced ${cfg.pacedDelayMs} ms, then unpaced)...\n`);
+  const tp = await throughput({ direct, proxy: proxied }, cfg.pacedDelayMs);
+  const tpu = await throughput({ direct, proxy: proxied, pipe: piped }, 0);
+  process.stderr.write('3/3 memory over 10,000 requests (1,000 aborted mid-stream)...\n');
+  const mem = await memory(proxied);
+  const final = await health(proxied);
+
+  const added50 = lat.proxy.p50 - lat.direct.p50;
+  const added99 = lat.proxy.p99 - lat.direct.p99;
+  const ratio = tp.proxy / tp.direct;
+  const ratioU = tpu.proxy / tpu.direct;
+  const growth = mem.rssAfterMb - mem.rssBeforeMb;
+  const rows = [
+    ['p50 added latency, 1 connection', `${lat.direct.p50.toFixed(3)} -> ${lat.proxy.p50.toFixed(3)} ms`, `${added50.toFixed(3)} ms`, `< ${TARGETS.p50AddedMs} ms`, added50 < TARGETS.p50AddedMs],
+    ['p99 added latency, 1 connection', `${lat.direct.p99.toFixed(3)} -> ${lat.proxy.p99.toFixed(3)} ms`, `${added99.toFixed(3)} ms`, `< ${TARGETS.p99AddedMs} ms`, added99 < TARGETS.p99AddedMs],
+    [`throughput, 50 streams (${cfg.pacedDelayMs} ms/event)`, `${tp.direct.toFixed(0)} -> ${tp.proxy.toFixed(0)} req/s`, `${(ratio * 100).toFixed(1)} %`, `>= ${TARGETS.throughputRatio * 100} %`, ratio >= TARGETS.throughputRatio],
+    ['throughput, 50 streams (unpaced)', `${tpu.direct.toFixed(0)} -> ${tpu.proxy.toFixed(0)} req/s`, `${(ratioU * 100).toFixed(1)} %`, `>= ${TARGETS.throughputRatio * 100} %`, ratioU >= TARGETS.throughputRatio],
+    [`proxy RSS, ${cfg.memoryRequests} req (${mem.counts.aborted} aborted)`, `${mem.rssBeforeMb.toFixed(1)} -> ${mem.rssAfterMb.toFixed(1)} MB`, `${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MB`, `< ${TARGETS.memoryGrowthMb} MB`, growth < TARGETS.memoryGrowthMb],
+  ];
+  const w = [40, 26, 10, 10];
+  const line = (cells) => cells.map((c, i) => String(c).padEnd(w[i] ?? 0)).join(' ').trimEnd();
+  const out = [
+    line(['target', 'direct -> proxy', 'measured', 'goal', 'result']),
+    ...rows.map((r) => line([r[0], r[1], r[2], r[3], r[4] ? 'PASS' : 'FAIL'])),
+    '',
+    `latency (ms) direct: p50 ${lat.direct.p50.toFixed(3)} p90 ${lat.direct.p90.toFixed(3)} p99 ${lat.direct.p99.toFixed(3)} mean ${lat.direct.mean.toFixed(3)} (n=${lat.direct.n})`,
+    `latency (ms) proxy:  p50 ${lat.proxy.p50.toFixed(3)} p90 ${lat.proxy.p90.toFixed(3)} p99 ${lat.proxy.p99.toFixed(3)} mean ${lat.proxy.mean.toFixed(3)} (n=${lat.proxy.n})`,
+    `latency (ms) bare pipe proxy, for scale: p50 ${lat.pipe.p50.toFixed(3)} p90 ${lat.pipe.p90.toFixed(3)} p99 ${lat.pipe.p99.toFixed(3)} mean ${lat.pipe.mean.toFixed(3)}`
+      + ` (added p50 ${(lat.pipe.p50 - lat.direct.p50).toFixed(3)}, p99 ${(lat.pipe.p99 - lat.direct.p99).toFixed(3)})`,
+    `throughput rounds, paced (req/s): direct ${tp.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tp.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; errors ${tp.errors}`,
+    `throughput rounds, unpaced (req/s): direct ${tpu.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tpu.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; `
+      + `bare pipe proxy ${tpu.rounds.pipe.map((x) => x.toFixed(0)).join(', ')} (${((tpu.pipe / tpu.direct) * 100).toFixed(1)} % of direct); errors ${tpu.errors}`,
+    `memory phase: ${mem.counts.ok} complete, ${mem.counts.aborted} aborted by the client, ${mem.counts.errors} errors; proxy recorded ${mem.recorded}, `
+      + `saw ${mem.clientAborts} client aborts, ${mem.inFlight} in flight after; heap ${mem.heapBeforeMb.toFixed(1)} -> ${mem.heapAfterMb.toFixed(1)} MB`,
+    `store: ${final.recorder.written} records written, ${final.recorder.spooled} spooled, ${final.recorder.queued} queued; `
+      + `${final.requests} requests through the proxy in total`,
+    `machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, node ${process.version}; load generator, mock and proxy share these CPUs; `
+      + `load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+  mkdirSync(join(root, 'bench/.data'), { recursive: true });
+  writeFileSync(join(root, 'bench/.data/proxy-latest.json'), JSON.stringify({ at: new Date().toISOString(), cfg, latency: lat, throughput: tp, throughputUnpaced: tpu, memory: mem,
+    results: rows.map((r) => ({ target: r[0], measured: r[2], goal: r[3], pass: r[4] })) }, null, 2));
+  stopAll();
+  if (args.has('--strict') && rows.some((r) => !r[4])) process.exitCode = 1;
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench:proxy failed: ${err.stack ?? err}\n`);
+  stopAll();
+  process.exitCode = 1;
+});
