@@ -152,35 +152,74 @@ function finish(b: Block, now: number, blockMs: number): void {
   }
 }
 
+/** How far back the hot paths (statusline, live) look for the start of the current block; budgets use the same. */
+export const ACTIVE_BLOCK_LOOKBACK_MS = 24 * HOUR;
+
 /**
- * The block holding `now`, or null when there is none (no request in the last 5 h). Reads only recent
- * requests: blocks restart after any idle stretch longer than 5 h, so the scan goes back until it finds one
- * (a day at first, doubling), instead of replaying the whole history.
+ * The block holding `now`, or null when there is none (no request in the last 5 h). Reads request times only,
+ * then sums the block with one grouped query. Blocks restart after any idle stretch longer than 5 h, so the
+ * times are read back from `now` until one is found, up to `lookbackMs`: after more usage than that without a
+ * 5-hour pause, the chain starts at the first request of the lookback window (what budgets' block5h windows
+ * do too), which can differ from a full replay (`blocks`, or pass `lookbackMs: Infinity` for exactness).
  */
-export async function findActiveBlock(store: Store, now: number, blockMs = BLOCK_MS): Promise<Block | null> {
-  let span = 24 * HOUR;
+export async function findActiveBlock(store: Store, now: number,
+  opts: { blockMs?: number; lookbackMs?: number } = {}): Promise<Block | null> {
+  const blockMs = opts.blockMs ?? BLOCK_MS;
+  const lookbackMs = opts.lookbackMs ?? ACTIVE_BLOCK_LOOKBACK_MS;
+  let span = Math.min(lookbackMs, Math.max(ACTIVE_BLOCK_LOOKBACK_MS, 2 * blockMs));
   for (;;) {
     const fromTs = now - span;
-    const points = await store.listUsage({ fromTs, toTs: now + 1 });
-    if (points.length === 0 || now - points[points.length - 1].ts >= blockMs) return null;
+    const times = await store.listRequestTimes(Number.isFinite(fromTs) ? fromTs : 0, now + 1);
+    if (times.length === 0 || now - times[times.length - 1] >= blockMs) return null;
     // A request more than 5 h after the previous one (or after the window start) always opens a block.
-    let reset = -1;
-    if (points[0].ts - fromTs > blockMs) reset = 0;
-    for (let i = points.length - 1; i > 0; i--) {
-      if (points[i].ts - points[i - 1].ts > blockMs) {
+    let reset = times[0] - fromTs > blockMs ? 0 : -1;
+    for (let i = times.length - 1; i > 0; i--) {
+      if (times[i] - times[i - 1] > blockMs) {
         reset = i;
         break;
       }
     }
-    if (reset === -1 && (await store.listUsage({ toTs: fromTs, limit: 1, newestFirst: true })).length === 0) {
-      reset = 0; // the window holds the whole history
+    if (reset === -1 && (span >= lookbackMs || !Number.isFinite(fromTs)
+      || (await store.listUsage({ toTs: fromTs, limit: 1, newestFirst: true })).length === 0)) {
+      reset = 0; // the lookback is exhausted, or the window holds the whole history
     }
-    if (reset !== -1) {
-      const blocks = identifyBlocks(points.slice(reset), { now, blockMs });
-      const last = blocks[blocks.length - 1];
-      return last && last.isActive ? last : null;
+    if (reset === -1) {
+      span = Math.min(span * 2, lookbackMs);
+      continue;
     }
-    span *= 2;
+    // Replay block starts over the times, then sum the last block from its first request.
+    let start = -1;
+    let first = -1;
+    let prev = 0;
+    for (let i = reset; i < times.length; i++) {
+      const t = times[i];
+      if (start === -1 || t - start > blockMs || t - prev > blockMs) {
+        start = floorHour(t);
+        first = t;
+      }
+      prev = t;
+    }
+    const groups = await store.summarize({ fromTs: first, toTs: now + 1 }, ['model']);
+    const b = emptyBlock(start, blockMs);
+    const models = new Set<string>();
+    for (const g of groups) {
+      b.requests += g.requests;
+      b.tokens.input += g.input;
+      b.tokens.output += g.output;
+      b.tokens.cacheCreation += g.cacheWrite5m + g.cacheWrite1h;
+      b.tokens.cacheRead += g.cacheRead;
+      b.cost += g.cost;
+      b.unknownCostTokens += g.unknownCostTokens;
+      b.unknownCostRequests += g.unknownCostRequests;
+      b.firstTs = b.firstTs === null ? g.firstTs : Math.min(b.firstTs, g.firstTs);
+      b.lastTs = b.lastTs === null ? g.lastTs : Math.max(b.lastTs, g.lastTs);
+      if (g.model) models.add(g.model);
+    }
+    const t = b.tokens;
+    t.total = t.input + t.output + t.cacheCreation + t.cacheRead;
+    b.models = [...models].sort();
+    finish(b, now, blockMs);
+    return b.isActive ? b : null;
   }
 }
 

@@ -87,18 +87,36 @@ describe('findActiveBlock', () => {
     await s.close();
   });
 
-  it('agrees with the full replay when usage never pauses for 5 h across several days', async () => {
+  it('matches the full replay when usage never pauses for 5 h (exact mode), and bounds its look-back by default', async () => {
     const s = store();
     const recs = [];
-    // A request every 4 hours for 4 days: the blocks chain without a reset, so the window must grow.
-    for (let i = 0; i < 24; i++) recs.push(rec(`m:c${i}`, T('00:20', '2026-11-17') + i * 4 * 3_600_000));
+    // A request every 3 hours for 4 days: the blocks chain without an idle reset, so the window must grow.
+    for (let i = 0; i < 32; i++) recs.push(rec(`m:c${i}`, T('00:20', '2026-11-17') + i * 3 * 3_600_000));
     await s.upsertRequests(recs);
     const now = recs[recs.length - 1].ts + 30 * 60_000;
-    const expected = identifyBlocks(await s.listUsage({}), { now }).at(-1)!;
-    const got = await findActiveBlock(s, now);
-    assert.equal(got?.id, expected.id);
-    assert.equal(got?.requests, expected.requests);
+    const full = identifyBlocks(await s.listUsage({}), { now });
+    const expected = full.at(-1)!;
     assert.equal(expected.isActive, true);
+    const exact = await findActiveBlock(s, now, { lookbackMs: Infinity });
+    assert.deepEqual(exact, expected);
+    // Bounded (the statusline's 24 h): the chain starts at the first request of the last 24 h.
+    const times = (await s.listRequestTimes(now - 24 * 3_600_000, now + 1));
+    const bounded = identifyBlocks((await s.listUsage({ fromTs: times[0], toTs: now + 1 })), { now }).at(-1)!;
+    assert.deepEqual(await findActiveBlock(s, now), bounded);
+    await s.close();
+  });
+
+  it('sums the active block exactly like the full replay (tokens, unknown costs, models, burn, projection)', async () => {
+    const s = store();
+    await s.upsertRequests([
+      rec('m:a', T('08:00')),
+      record({ key: 'm:b', ts: T('10:05'), model: 'claude-opus-9', usage: { ...emptyUsage(), input: 10, output: 20, cacheRead: 5 } }),
+      record({ key: 'm:c', ts: T('10:35'), usage: { ...emptyUsage(), input: 1000, output: 2000, cacheWrite5m: 30, cacheWrite1h: 40, cacheRead: 500 } }),
+    ]);
+    const now = T('11:00');
+    const expected = identifyBlocks(await s.listUsage({}), { now }).at(-1)!;
+    assert.equal(expected.requests, 3);
+    assert.deepEqual(await findActiveBlock(s, now), expected);
     await s.close();
   });
 

@@ -1,6 +1,7 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import type Database from 'better-sqlite3';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import type { ProxyDetails, RequestRecord } from '../../core/types.js';
 import { totalTokens } from '../../core/types.js';
 import type { PriceBook } from '../../core/pricing/pricebook.js';
@@ -15,6 +16,22 @@ import type { AlertRecord } from '../../policy/alerts.js';
 import type { RouteDecision } from '../../policy/routing.js';
 
 type Row = Record<string, unknown>;
+
+/**
+ * The compiled addon, handed to better-sqlite3 so it skips the `bindings` package's path search (3-10 ms of
+ * every start: most of what the statusline can spend). Undefined (search as usual) when it is elsewhere.
+ */
+const require = createRequire(import.meta.url);
+const NATIVE_BINDING = (() => {
+  try {
+    const p = join(dirname(require.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
+    return existsSync(p) ? p : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+/** Loaded with require: importing the CommonJS package from ESM would run Node's export scanner over it (~5 ms). */
+const DatabaseCtor = require('better-sqlite3') as typeof Database;
 
 const USAGE_COLS = ['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read', 'web_searches', 'web_fetches',
   'speed', 'inference_geo', 'service_tier', 'total_tokens', 'cost'] as const;
@@ -102,7 +119,7 @@ export class SqliteStore implements Store {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     let db: Database.Database | undefined;
     try {
-      db = new Database(path, { readonly: options.readonly ?? false });
+      db = new DatabaseCtor(path, { readonly: options.readonly ?? false, nativeBinding: NATIVE_BINDING });
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       if (!options.readonly && path !== ':memory:') db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');

@@ -60,7 +60,8 @@ async function runBlocks(flags: BlocksFlags): Promise<void> {
 }
 
 async function activeOnly(store: Store, now: number, blockMs: number): Promise<Block[]> {
-  const b = await findActiveBlock(store, now, blockMs);
+  // Exact (a full replay when usage never paused 5 h); the statusline bounds its look-back to 24 h instead.
+  const b = await findActiveBlock(store, now, { blockMs, lookbackMs: Infinity });
   return b ? [b] : [];
 }
 
