@@ -3,7 +3,7 @@
  * Pure logic: no I/O. Spend is summed by the store (`Store.sumSpend`) from the filter built here.
  */
 import type { PriceBook } from '../core/pricing/pricebook.js';
-import { assertTimeZone, LocalCalendar, TimeZoneError, WEEKDAYS } from '../core/time.js';
+import { assertTimeZone, TimeZoneError, weekStartOf, WEEKDAYS } from '../core/time.js';
 
 export const PERIODS = ['day', 'week', 'month', 'block5h', 'session'] as const;
 export type Period = (typeof PERIODS)[number];
@@ -245,24 +245,61 @@ export interface WindowHints {
   sessionId?: string | null;
 }
 
+/**
+ * Local dates and midnights in a zone, with one cached formatter per zone (building an Intl formatter costs
+ * about a millisecond, and the hook runs before every prompt); UTC needs no Intl at all.
+ */
+const zoneFormatters = new Map<string, Intl.DateTimeFormat>();
+
+function zoneParts(ts: number, timeZone: string): { date: string; offsetMs: number } {
+  if (timeZone === 'UTC' || timeZone === 'Etc/UTC') return { date: new Date(ts).toISOString().slice(0, 10), offsetMs: 0 };
+  let f = zoneFormatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    zoneFormatters.set(timeZone, f);
+  }
+  const p = f.formatToParts(new Date(ts));
+  const v = (t: string) => p.find((x) => x.type === t)!.value;
+  const date = `${v('year')}-${v('month')}-${v('day')}`;
+  const wall = Date.parse(`${date}T${v('hour')}:${v('minute')}:00Z`);
+  return { date, offsetMs: wall - Math.floor(ts / 60_000) * 60_000 };
+}
+
+/** YYYY-MM-DD of `ts` in the zone. */
+export function zoneDate(ts: number, timeZone: string): string {
+  return zoneParts(ts, timeZone).date;
+}
+
+/** Epoch ms of local midnight starting `date` in the zone (DST-safe: the offset is re-read at the result). */
+export function zoneMidnight(date: string, timeZone: string): number {
+  const utcMidnight = Date.parse(`${date}T00:00:00Z`);
+  let guess = utcMidnight;
+  for (let i = 0; i < 3; i++) {
+    const next = utcMidnight - zoneParts(guess, timeZone).offsetMs;
+    if (next === guess) break;
+    guess = next;
+  }
+  return guess;
+}
+
 /** The period instance holding `now`. */
 export function periodWindow(b: Pick<BudgetDefinition, 'period' | 'timeZone' | 'weekStart' | 'scope'>, now: number, hints: WindowHints = {}): PeriodWindow {
-  const cal = new LocalCalendar(b.timeZone);
+  const tz = b.timeZone;
   let w: PeriodWindow;
   switch (b.period) {
     case 'day': {
-      const d = cal.date(now);
-      w = { start: cal.startOfDay(d), end: cal.startOfDay(addDays(d, 1)), key: `day:${d}` };
+      const d = zoneDate(now, tz);
+      w = { start: zoneMidnight(d, tz), end: zoneMidnight(addDays(d, 1), tz), key: `day:${d}` };
       break;
     }
     case 'week': {
-      const d = cal.week(now, b.weekStart);
-      w = { start: cal.startOfDay(d), end: cal.startOfDay(addDays(d, 7)), key: `week:${d}` };
+      const d = weekStartOf(zoneDate(now, tz), b.weekStart);
+      w = { start: zoneMidnight(d, tz), end: zoneMidnight(addDays(d, 7), tz), key: `week:${d}` };
       break;
     }
     case 'month': {
-      const m = cal.month(now);
-      w = { start: cal.startOfDay(`${m}-01`), end: cal.startOfDay(`${nextMonth(m)}-01`), key: `month:${m}` };
+      const m = zoneDate(now, tz).slice(0, 7);
+      w = { start: zoneMidnight(`${m}-01`, tz), end: zoneMidnight(`${nextMonth(m)}-01`, tz), key: `month:${m}` };
       break;
     }
     case 'block5h': {

@@ -10,12 +10,13 @@
  * indexed queries: opening the store, one incremental read of the session's transcript, one SUM per budget.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { AlertRecord } from '../../../policy/alerts.js';
 import type { BudgetStatus, RequestContext } from '../../../policy/budgets.js';
+import type { Store } from '../../../store/store.js';
 
 export interface HookInput {
   sessionId: string | null;
@@ -80,6 +81,21 @@ function sessionFiles(transcriptPath: string): string[] {
   return files;
 }
 
+/** Every file's checkpoint matches its size, mtime and inode: nothing new to import. */
+async function allImported(store: Store, files: string[]): Promise<boolean> {
+  for (const f of files) {
+    const cp = await store.getCheckpoint(f);
+    let st;
+    try {
+      st = statSync(f);
+    } catch {
+      return false;
+    }
+    if (!cp || cp.dev !== st.dev || cp.ino !== st.ino || cp.size !== st.size || cp.mtimeMs !== Math.floor(st.mtimeMs)) return false;
+  }
+  return true;
+}
+
 const ALLOW = (note = ''): HookOutcome => ({ code: 0, stdout: '', stderr: note, checked: [], alerts: [] });
 
 /** Decide for one hook input. Never throws. */
@@ -101,8 +117,12 @@ export async function runHook(stdinText: string, opts: HookOptions = {}): Promis
       let note = '';
       if (opts.sync !== false && input.transcriptPath && existsSync(input.transcriptPath)) {
         try {
-          const { syncTranscripts } = await import('../../../sources/transcripts/sync.js');
-          await syncTranscripts(store, { onlyPaths: sessionFiles(input.transcriptPath), env, maxSkippedLines: 0 });
+          const files = sessionFiles(input.transcriptPath);
+          // The statusline (or a previous prompt) often imported them already: then skip loading the importer.
+          if (!(await allImported(store, files))) {
+            const { syncTranscripts } = await import('../../../sources/transcripts/sync.js');
+            await syncTranscripts(store, { onlyPaths: files, env, maxSkippedLines: 0 });
+          }
         } catch (err) {
           note += `tokentally hook: could not import the transcript (${(err as Error).message}); using stored spend\n`;
         }
@@ -149,6 +169,13 @@ function deliverInBackground(env: NodeJS.ProcessEnv): void {
 /** Read all of stdin (the hook JSON); gives up after `timeoutMs` (a terminal or a writer that never closes). */
 export function readStdin(timeoutMs = 3000): Promise<string> {
   if (process.stdin.isTTY) return Promise.resolve('');
+  // A pipe or a file (how Claude Code runs hooks): one synchronous read to EOF, no event-loop round trips.
+  try {
+    const st = fstatSync(0);
+    if (st.isFIFO() || st.isFile()) return Promise.resolve(readFileSync(0, 'utf8'));
+  } catch {
+    // fall back to the stream
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const done = () => {
@@ -182,9 +209,17 @@ export function parseHookArgs(args: string[]): HookFlags | null {
 
 /** Entry used by cli/main.ts before commander loads, and by the commander action. Returns the exit code. */
 export async function hookMain(flags: HookFlags): Promise<number> {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
   const out = await runHook(await readStdin(), { sync: flags.sync, decisionJson: flags.decisionJson });
   if (out.stdout) process.stdout.write(out.stdout);
   if (out.stderr) process.stderr.write(out.stderr);
+  // TOKENTALLY_HOOK_TIMING=1: how long the hook itself took, and since the process started (node's own boot included).
+  if (process.env.TOKENTALLY_HOOK_TIMING === '1') {
+    const used = process.cpuUsage(cpu);
+    process.stderr.write(`tokentally hook timing: ${(performance.now() - started).toFixed(1)} ms in the hook `
+      + `(${((used.user + used.system) / 1000).toFixed(1)} ms CPU), ${performance.now().toFixed(1)} ms since process start\n`);
+  }
   return out.code;
 }
 
