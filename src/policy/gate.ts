@@ -1,0 +1,203 @@
+/**
+ * PolicyGate: everything the proxy does per request for budgets and routing, behind two calls.
+ *
+ *   const gate = new PolicyGate({ store, prices, budgets: await store.listBudgets(), routing });
+ *   const g = await gate.before({ method, path, headers, body, keyHash, sessionId, project });
+ *   if (g.kind === 'respond') -> send g.response (429 billing_error), forward nothing
+ *   else -> forward g.body (maybe rewritten) with g.addHeaders on the response; then, once usage is known:
+ *   const lines = await gate.after(g.ticket, { usage, model, requestKey, costUsd });   // log lines (alerts)
+ *
+ * Only `POST /v1/messages` is billable: count_tokens, models, probes are never blocked or rewritten.
+ * Concurrency: `before()` awaits the store only to load baselines, then decides and reserves synchronously
+ * (BudgetLedger.admit), so concurrent requests cannot both take the last dollar.
+ */
+import type { PriceBook } from '../core/pricing/pricebook.js';
+import type { Usage } from '../core/types.js';
+import type { Store } from '../store/store.js';
+import type { AlertRecord } from './alerts.js';
+import type { BudgetDefinition, RequestContext } from './budgets.js';
+import { planDowngrade } from './downgrade.js';
+import { prepareLedger, recordAlerts, refreshLedger } from './evaluate.js';
+import { requestFeatures, type RequestFeatures } from './features.js';
+import { BudgetLedger, estimateRequestCostUsd, type Admission, type ReservationToken } from './reservations.js';
+import { billingErrorResponse, rewriteHeader, warningHeader, type PolicyResponse } from './responses.js';
+import { decideRoute, rewriteModel, settleDecision, type RouteDecision, type RoutingConfig } from './routing.js';
+
+export interface GateRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** The body already parsed by the caller, if it was (saves a second JSON.parse of a large body). */
+  doc?: unknown;
+  keyHash: string | null;
+  sessionId: string | null;
+  project: string | null;
+}
+
+export interface GateTicket {
+  token: ReservationToken | null;
+  admission: Admission | null;
+  /** Route or downgrade decisions taken for this request (stored; settled in `after`). */
+  decisions: { id: number; decision: RouteDecision }[];
+  modelRequested: string | null;
+  modelSent: string | null;
+}
+
+export type GateResult =
+  | { kind: 'respond'; response: PolicyResponse; admission: Admission }
+  | { kind: 'forward'; body: Buffer; addHeaders: Record<string, string>; ticket: GateTicket };
+
+export interface GateOptions {
+  store: Store;
+  prices: PriceBook;
+  budgets: BudgetDefinition[];
+  routing: RoutingConfig;
+  now?: () => number;
+  /** Alert delivery (webhook, desktop), e.g. notify.ts deliverAlerts; called without awaiting the response. */
+  deliver?: (alerts: AlertRecord[]) => Promise<unknown>;
+}
+
+/** Requests that cost money: POST /v1/messages (count_tokens and everything else pass untouched). */
+export function isBillable(method: string, path: string): boolean {
+  return method.toUpperCase() === 'POST' && path.replace(/\/+$/, '') === '/v1/messages';
+}
+
+export class PolicyGate {
+  readonly ledger: BudgetLedger;
+  private routing: RoutingConfig;
+  private readonly store: Store;
+  private readonly prices: PriceBook;
+  private readonly now: () => number;
+  private readonly deliver?: (alerts: AlertRecord[]) => Promise<unknown>;
+
+  constructor(opts: GateOptions) {
+    this.store = opts.store;
+    this.prices = opts.prices;
+    this.now = opts.now ?? Date.now;
+    this.routing = opts.routing;
+    this.deliver = opts.deliver;
+    this.ledger = new BudgetLedger(opts.budgets, { prices: opts.prices, now: this.now });
+  }
+
+  /** Nothing to do for any request: no budgets, no rules (the proxy can skip parsing bodies). */
+  get idle(): boolean {
+    return this.ledger.definitions.length === 0 && this.routing.rules.length === 0;
+  }
+
+  setBudgets(budgets: BudgetDefinition[]): void {
+    this.ledger.setBudgets(budgets);
+  }
+
+  setRouting(routing: RoutingConfig): void {
+    this.routing = routing;
+  }
+
+  /** Re-read budget spend from the store (other sources add spend too). Call every few seconds. */
+  async refresh(): Promise<void> {
+    await refreshLedger(this.ledger, this.store, this.now());
+  }
+
+  async before(req: GateRequest): Promise<GateResult> {
+    const passThrough: GateResult = {
+      kind: 'forward', body: req.body, addHeaders: {},
+      ticket: { token: null, admission: null, decisions: [], modelRequested: null, modelSent: null },
+    };
+    if (this.idle || !isBillable(req.method, req.path)) return passThrough;
+    let doc: Record<string, unknown> | null = null;
+    try {
+      const parsed = req.doc !== undefined ? req.doc : JSON.parse(req.body.toString('utf8'));
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) doc = parsed as Record<string, unknown>;
+    } catch {
+      // not JSON: the API will refuse it; nothing to budget
+    }
+    if (!doc) return passThrough;
+    const now = this.now();
+    const f = requestFeatures(doc, req.body.length, req.headers);
+    const ctx: RequestContext = { sessionId: req.sessionId, project: req.project, model: f.model, keyHash: req.keyHash };
+
+    await prepareLedger(this.ledger, this.store, ctx, now);
+    // Synchronous from here to the reservation.
+    const admission = this.ledger.admit(ctx, estimateRequestCostUsd(this.prices, f.model, req.body.length, f.maxTokens, now));
+    if (admission.decision === 'block') {
+      return { kind: 'respond', response: billingErrorResponse(admission.deciding!, now), admission };
+    }
+    const addHeaders: Record<string, string> = {};
+    const decisions: RouteDecision[] = [];
+    let model = f.model;
+    if (admission.decision === 'warn' && admission.deciding) {
+      const [k, v] = warningHeader(admission.deciding);
+      addHeaders[k] = v;
+    }
+    if (admission.decision === 'downgrade' && admission.deciding && f.model) {
+      const d = planDowngrade(this.prices, f, this.routing.ladder, now);
+      const b = admission.deciding.budget;
+      if (d.plan) {
+        model = d.plan.to;
+        decisions.push(this.downgradeDecision(b.name, f, d.plan.to, 'routed', null, req.sessionId, now));
+        const [k, v] = rewriteHeader(f.model, d.plan.to, `budget "${b.name}"`);
+        addHeaders[k] = v;
+      } else {
+        // Nothing cheaper can take this request: let it through, say so.
+        const reason = d.skipped.length ? d.skipped.map((s) => s.reason).join('; ') : 'no cheaper model on the ladder';
+        decisions.push(this.downgradeDecision(b.name, f, d.skipped[0]?.model ?? f.model, 'refused', reason, req.sessionId, now));
+        const [k, v] = warningHeader(admission.deciding);
+        addHeaders[k] = `${v}; not downgraded: ${reason}`;
+      }
+    }
+    if (model === f.model) {
+      const route = decideRoute(this.routing, f, this.prices, now, req.sessionId);
+      if (route) {
+        decisions.push(route);
+        if (route.outcome === 'routed') {
+          model = route.modelTo;
+          const [k, v] = rewriteHeader(route.modelFrom, route.modelTo, `rule "${route.rule}"`);
+          addHeaders[k] = v;
+        }
+      }
+    }
+    let body = req.body;
+    if (model !== f.model && model) {
+      body = rewriteModel(doc, model);
+      if (admission.token) this.ledger.adjust(admission.token, estimateRequestCostUsd(this.prices, model, body.length, f.maxTokens, now) ?? 0);
+    }
+    const stored: { id: number; decision: RouteDecision }[] = [];
+    for (const d of decisions) stored.push({ id: await this.store.recordRouteDecision(d), decision: d });
+    return { kind: 'forward', body, addHeaders, ticket: { token: admission.token, admission, decisions: stored, modelRequested: f.model, modelSent: model } };
+  }
+
+  /**
+   * Settle a forwarded request: `costUsd` is what it cost (PriceBook.price of the answer; null when unknown or
+   * failed before any usage). Records the routing decisions' actual costs and any alerts; returns one log
+   * line per new alert.
+   */
+  async after(ticket: GateTicket, result: { costUsd: number | null; usage?: Usage | null; requestKey?: string | null }): Promise<string[]> {
+    const lines: string[] = [];
+    if (ticket.token) {
+      const due = this.ledger.settle(ticket.token, result.costUsd, 'proxy');
+      const fired = due.length ? await recordAlerts(this.store, due) : [];
+      for (const a of fired) lines.push(`alert: ${a.message}`);
+      if (fired.length && this.deliver) void this.deliver(fired).catch(() => undefined);
+    }
+    if (result.usage) {
+      for (const { id, decision } of ticket.decisions) {
+        if (decision.outcome === 'refused') continue;
+        const s = settleDecision(decision, result.usage, this.prices, result.requestKey ?? null);
+        await this.store.updateRouteDecision(id, { requestKey: s.requestKey, costActual: s.costActual, costAlternative: s.costAlternative });
+      }
+    }
+    return lines;
+  }
+
+  private downgradeDecision(budget: string, f: RequestFeatures, to: string, outcome: 'routed' | 'refused', reason: string | null,
+    sessionId: string | null, now: number): RouteDecision {
+    return {
+      ts: now, kind: 'downgrade', rule: budget, outcome, modelFrom: f.model!, modelTo: to, sessionId, requestKey: null, complexity: null,
+      estInputTokens: f.estInputTokens,
+      estCostFrom: estimateRequestCostUsd(this.prices, f.model, f.bodyBytes, f.maxTokens, now),
+      estCostTo: estimateRequestCostUsd(this.prices, to, f.bodyBytes, f.maxTokens, now),
+      reason, systemFingerprint: f.systemFingerprint, costActual: null, costAlternative: null,
+    };
+  }
+}
