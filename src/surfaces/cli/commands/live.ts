@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { clockNow, findActiveBlock, type Block } from '../../../analysis/blocks.js';
 import { assertTimeZone, LocalCalendar, systemTimeZone } from '../../../core/time.js';
 import { syncTranscripts } from '../../../sources/transcripts/sync.js';
+import type { PriceBook } from '../../../core/pricing/pricebook.js';
 import type { Store } from '../../../store/store.js';
 import { loadPriceBook, openStore } from '../context.js';
 import { compact, duration, localDateTime, localTime, usd, usdWithUnknown } from '../../statusline/text.js';
@@ -41,21 +42,35 @@ export interface ActiveSession {
   lastTs: number;
 }
 
-/** One budget's state, for the live view. */
-export interface BudgetStatus {
+/** One budget's state, as the live view shows it. */
+export interface BudgetLine {
   name: string;
+  period: string;
   spent: number;
   limit: number;
-  period: string;
+  percent: number;
+  /** Spend of unpriced requests is unknown: the figure is a lower bound. */
+  incomplete: boolean;
+  /** null for a per-session budget. */
+  msToReset: number | null;
+  projected: number | null;
+  exhausted: boolean;
+  action: string;
 }
 
 /**
- * Budgets shown by `live`. There is no budget feature yet: this returns null ("no budgets").
- * TODO(budgets): when budgets land (a `budgets` table behind the Store), read them here and return one
- * BudgetStatus per budget ([] = the feature exists but none is configured). Nothing else in live needs to change.
+ * Budgets for the live view (read only: alerts are fired by `budget status`, the hook and the proxy).
+ * null = none defined, shown as "no budgets".
  */
-export async function readBudgets(_store: Store, _now: number): Promise<BudgetStatus[] | null> {
-  return null;
+export async function readBudgets(store: Store, now: number, prices: PriceBook): Promise<BudgetLine[] | null> {
+  const defs = await store.listBudgets();
+  if (defs.length === 0) return null;
+  const { evaluateBudgets } = await import('../../../policy/evaluate.js');
+  return (await evaluateBudgets(store, defs, now, { prices })).map((s) => ({
+    name: s.budget.name, period: s.budget.period, spent: s.spentUsd, limit: s.limitUsd, percent: s.percent,
+    incomplete: s.unknownCostRequests > 0, msToReset: s.msToReset, projected: s.projectedUsd, exhausted: s.exhausted,
+    action: s.budget.action,
+  }));
 }
 
 export interface LiveSnapshot {
@@ -63,12 +78,13 @@ export interface LiveSnapshot {
   timeZone: string;
   block: Block | null;
   today: { date: string; cost: number; unknownCostTokens: number; requests: number };
-  budgets: BudgetStatus[] | null;
+  budgets: BudgetLine[] | null;
   activeMinutes: number;
   sessions: ActiveSession[];
 }
 
-export async function collectLiveSnapshot(store: Store, o: { now: number; timeZone: string; activeMinutes: number }): Promise<LiveSnapshot> {
+export async function collectLiveSnapshot(store: Store,
+  o: { now: number; timeZone: string; activeMinutes: number; prices: PriceBook }): Promise<LiveSnapshot> {
   const cal = new LocalCalendar(o.timeZone);
   const date = cal.date(o.now);
   const [t] = await store.summarize({ fromTs: cal.startOfDay(date), toTs: o.now + 1 }, []);
@@ -89,7 +105,7 @@ export async function collectLiveSnapshot(store: Store, o: { now: number; timeZo
     now: o.now, timeZone: o.timeZone,
     block: await findActiveBlock(store, o.now),
     today: { date, cost: t?.cost ?? 0, unknownCostTokens: t?.unknownCostTokens ?? 0, requests: t?.requests ?? 0 },
-    budgets: await readBudgets(store, o.now),
+    budgets: await readBudgets(store, o.now, o.prices),
     activeMinutes: o.activeMinutes,
     sessions: [...bySession.values()].sort((a, b) => b.lastTs - a.lastTs),
   };
@@ -130,8 +146,11 @@ export function renderLiveFrame(s: LiveSnapshot, width: number, status: string, 
   } else {
     lines.push('Budgets');
     for (const x of s.budgets) {
-      const pct = x.limit > 0 ? Math.round((x.spent / x.limit) * 100) : 0;
-      lines.push(`  ${fit(x.name, 20).padEnd(20)} ${usd(x.spent)} of ${usd(x.limit)} ${x.period} (${pct}%)`);
+      const reset = x.msToReset === null ? 'per session' : `${x.period}, ${duration(x.msToReset)} left`;
+      // Exhausted: what happens now matters more than the projection.
+      const tail = x.exhausted ? `  ${x.action.toUpperCase()}` : x.projected === null ? '' : `, proj ${usd(x.projected)}`;
+      lines.push(`  ${fit(x.name, 12).padEnd(12)} ${`${usd(x.spent)}${x.incomplete ? '+?' : ''}`.padStart(9)} / ${usd(x.limit).padEnd(8)}`
+        + ` ${`${Math.round(x.percent)}%`.padStart(5)}  ${reset}${tail}`);
     }
   }
   lines.push('');
@@ -172,12 +191,13 @@ async function runLive(flags: LiveFlags): Promise<void> {
   const intervalS = parseAmount('--interval', flags.interval, { positive: true, max: 3600 });
   const activeMinutes = parseAmount('--active-minutes', flags.activeMinutes, { positive: true, max: 1440 });
   const timeZone = assertTimeZone(flags.timezone ?? systemTimeZone());
-  const store = openStore(loadPriceBook());
+  const prices = loadPriceBook();
+  const store = openStore(prices);
   const interactive = !flags.once && !flags.json && Boolean(process.stdout.isTTY);
   if (!interactive) {
     try {
       if (flags.sync) await syncTranscripts(store);
-      const snap = await collectLiveSnapshot(store, { now: clockNow(), timeZone, activeMinutes });
+      const snap = await collectLiveSnapshot(store, { now: clockNow(), timeZone, activeMinutes, prices });
       process.stdout.write(flags.json ? JSON.stringify(snapshotJson(snap), null, 2) + '\n'
         : renderLiveFrame(snap, 80, '', intervalS).join('\n').trimEnd() + '\n');
     } finally {
@@ -185,7 +205,7 @@ async function runLive(flags: LiveFlags): Promise<void> {
     }
     return;
   }
-  await new LiveView(store, { intervalMs: intervalS * 1000, intervalS, activeMinutes, timeZone, sync: flags.sync }).run();
+  await new LiveView(store, { intervalMs: intervalS * 1000, intervalS, activeMinutes, timeZone, sync: flags.sync, prices }).run();
 }
 
 class LiveView {
@@ -198,7 +218,7 @@ class LiveView {
   private readonly stdin = process.stdin;
 
   constructor(private readonly store: Store,
-    private readonly o: { intervalMs: number; intervalS: number; activeMinutes: number; timeZone: string; sync: boolean }) {}
+    private readonly o: { intervalMs: number; intervalS: number; activeMinutes: number; timeZone: string; sync: boolean; prices: PriceBook }) {}
 
   run(): Promise<void> {
     return new Promise((resolve) => {
@@ -256,7 +276,8 @@ class LiveView {
   }
 
   private async snapshot(): Promise<void> {
-    this.last = await collectLiveSnapshot(this.store, { now: clockNow(), timeZone: this.o.timeZone, activeMinutes: this.o.activeMinutes });
+    this.last = await collectLiveSnapshot(this.store, { now: clockNow(), timeZone: this.o.timeZone, activeMinutes: this.o.activeMinutes,
+      prices: this.o.prices });
   }
 
   private readonly restore = () => {
