@@ -49,6 +49,8 @@ export interface MockOptions {
   requireKey?: boolean;
   /** Keep request bodies up to this size in `requests[i].body` (default 1 MiB). */
   keepBodyBytes?: number;
+  /** Larger message bodies get Anthropic's 413 `request_too_large` (default 32 MiB). */
+  maxBodyBytes?: number;
   /** Extra response headers on every message answer. */
   headers?: Record<string, string>;
   /** `request-id`s to answer with, in order (e.g. the recorded `req_011Cwx2JJ3KWZxxT0Xb7m27jNpsD`); then generated ones. */
@@ -208,6 +210,7 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
   const sockets = new Set<Socket>();
   const requireKey = options.requireKey ?? true;
   const keepBody = options.keepBodyBytes ?? 1024 * 1024;
+  const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
   let bench: string | null = null;
   let recordedUsed = false;
 
@@ -266,12 +269,13 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
     req.on('data', (c: Buffer) => {
       bytes += c.length;
       hash.update(c);
-      if (bytes <= keepBody) chunks.push(c);
+      if (bytes <= maxBody) chunks.push(c);
     });
     req.on('end', () => {
+      const body = bytes <= maxBody ? Buffer.concat(chunks) : null;
       const seen: SeenRequest = {
         n, method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders,
-        bodyBytes: bytes, bodySha256: hash.digest('hex'), body: bytes <= keepBody ? Buffer.concat(chunks) : null, requestId,
+        bodyBytes: bytes, bodySha256: hash.digest('hex'), body: bytes <= keepBody ? body : null, requestId,
       };
       requests.push(seen);
       if (requests.length > 500) requests.shift();
@@ -282,7 +286,7 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
         }
       });
       try {
-        route(req, res, seen);
+        route(req, res, seen, body);
       } catch (err) {
         sendError(res, requestId, 500, 'api_error', (err as Error).message);
       }
@@ -293,7 +297,7 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
     s.on('close', () => sockets.delete(s));
   });
 
-  const route = (req: http.IncomingMessage, res: http.ServerResponse, seen: SeenRequest) => {
+  const route = (req: http.IncomingMessage, res: http.ServerResponse, seen: SeenRequest, body: Buffer | null) => {
     const path = seen.url.split('?')[0];
     const { requestId } = seen;
     if (req.method === 'HEAD' && path === '/') {
@@ -332,10 +336,10 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
     messageCount++;
     let doc: Record<string, unknown>;
     try {
-      doc = JSON.parse((seen.body ?? Buffer.alloc(0)).toString('utf8')) as Record<string, unknown>;
+      doc = JSON.parse((body ?? Buffer.alloc(0)).toString('utf8')) as Record<string, unknown>;
       if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('not an object');
     } catch {
-      sendError(res, requestId, seen.body === null ? 413 : 400, undefined, seen.body === null ? undefined : 'There was an error parsing the body of your request');
+      sendError(res, requestId, body === null ? 413 : 400, undefined, body === null ? undefined : 'There was an error parsing the body of your request');
       return;
     }
     const h = (name: string) => {
@@ -396,9 +400,9 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
         }
     }
     const id = options.uniqueIds ? uniqueMessageId(messageCount) : RECORDED.messageId;
-    const body = JSON.stringify(recordedMessageJson(id));
-    res.writeHead(200, { ...baseHeaders(requestId), 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
-    res.end(body);
+    const json = JSON.stringify(recordedMessageJson(id));
+    res.writeHead(200, { ...baseHeaders(requestId), 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)) });
+    res.end(json);
   };
 
   await new Promise<void>((resolve, reject) => {
