@@ -31,7 +31,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const GENERATOR_VERSION = 4;
+export const GENERATOR_VERSION = 5;
 
 /** USD per million tokens, list prices (../shared/reference/pricing.json). 1h cache writes = 2x input. */
 export const PRICES = {
@@ -617,7 +617,7 @@ class Generator {
     list.push({ conv, bytes: conv.bytes, agentType: tool.input.subagent_type ?? 'general-purpose' });
     parent.t = Math.max(parent.t, conv.t);
     return {
-      agentId: conv.agentId, text: this.text.slice(rng.int(600, 4000)), durationMs: conv.t - startMs,
+      agentId: conv.agentId, text: this.text.slice(rng.int(1024, 4096)), durationMs: conv.t - startMs,
       totalTokens: t.totalTokens - before.totalTokens, toolUses: rng.int(1, 30), usage,
     };
   }

@@ -2,6 +2,7 @@
 // npm run bench: tokentally vs ccusage 20.0.24 on a generated transcript tree, side by side, same run.
 //
 //   node bench/transcripts/run.mjs [--size-mb 500] [--runs 3] [--keep] [--profile] [--append-kb 1024]
+//                                  [--direct] [--nice N] [--wait-idle S] [--seed S] [--projects N]   (--help)
 //
 // 1. cold: `tokentally daily --json` with a fresh TOKENTALLY_HOME (full import + report) vs `ccusage daily`.
 // 2. warm: the tree gets the same ~1 MB of new lines appended (several sessions + one new file), then
@@ -11,7 +12,10 @@
 //
 // Data: bench/.data/transcripts (regenerated when the requested size/seed/generator differs), worked on
 // through a copy, bench/.data/work, so the base stays pristine. ccusage is installed on demand into
-// bench/.peer. Everything except the base data set is removed at the end unless --keep.
+// bench/.peer. tokentally runs from a copy of the build taken at start (bench/.data/tokentally-snapshot), so a
+// rebuild by other work in the checkout cannot change it mid-run. Both tools run at the same raised priority
+// (root only) and the CPU other processes used meanwhile is printed. Everything except the base data set is
+// removed at the end unless --keep. Exit status 1 when a total mismatches; the targets are reported only.
 
 import { spawn, spawnSync } from 'node:child_process';
 import {
