@@ -135,7 +135,8 @@ function toTable(rows: StoredRequest[], timeZone: string): string {
       ...(wide ? [(r.sessionId ?? '').slice(0, 8), r.tools.join(',').slice(0, 30)] : []),
     ];
   });
-  const notes = [`${formatInt(rows.length)} requests, ${formatUsd(total)}${unknown ? ` + ${unknown} of unknown cost` : ''}.`,
+  const notes = [`${formatInt(rows.length)} request${rows.length === 1 ? '' : 's'}, ${total < 1 ? `$${total.toFixed(4)}` : formatUsd(total)}`
+    + `${unknown ? ` + ${unknown} of unknown cost` : ''}.`,
     'Status: HTTP status seen by the proxy; abort = client disconnected,',
     'error = upstream failed, log = seen in a transcript only.'];
   if (!wide) notes.push('K = thousand, M = million tokens; ms = latency through the proxy.');
