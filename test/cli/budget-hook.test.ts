@@ -109,6 +109,10 @@ describe('tokentally hook (UserPromptSubmit)', () => {
     }
     const other = runCli(['hook'], env, JSON.stringify({ ...input, hook_event_name: 'Stop' }));
     assert.deepEqual([other.code, other.stdout, other.stderr], [0, '', '']);
+    // A mistyped flag in settings.json must not turn into exit 2 (which would block every prompt).
+    const typo = runCli(['hook', '--no-synk'], env, JSON.stringify({ ...input, transcript_path: '/nonexistent.jsonl' }));
+    assert.equal(typo.code, 0, typo.stderr);
+    assert.match(typo.stderr, /ignoring unknown argument\(s\) --no-synk/);
   });
 
   it('answers in under 100 ms with a large history (200,000 requests, 5 budgets, a transcript to import)', async () => {

@@ -10,7 +10,7 @@
  * indexed queries: opening the store, one incremental read of the session's transcript, one SUM per budget.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -166,15 +166,51 @@ function deliverInBackground(env: NodeJS.ProcessEnv): void {
   }
 }
 
+/**
+ * Read fd 0 to EOF. A pipe may be non-blocking and not written yet (EAGAIN): wait a millisecond and retry,
+ * keeping what was read, until EOF or the deadline.
+ */
+function readAllSync(timeoutMs: number): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.allocUnsafe(65_536);
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' && Date.now() < deadline) {
+        Atomics.wait(pause, 0, 0, 1);
+        continue;
+      }
+      if (code === 'EOF' || code === 'EAGAIN') break;
+      throw err;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** Read all of stdin (the hook JSON); gives up after `timeoutMs` (a terminal or a writer that never closes). */
 export function readStdin(timeoutMs = 3000): Promise<string> {
   if (process.stdin.isTTY) return Promise.resolve('');
-  // A pipe or a file (how Claude Code runs hooks): one synchronous read to EOF, no event-loop round trips.
+  // A pipe or a file (how Claude Code runs hooks): synchronous reads to EOF, no event-loop round trips.
+  let isPipe = false;
   try {
     const st = fstatSync(0);
-    if (st.isFIFO() || st.isFile()) return Promise.resolve(readFileSync(0, 'utf8'));
+    isPipe = st.isFIFO() || st.isFile();
   } catch {
     // fall back to the stream
+  }
+  if (isPipe) {
+    try {
+      return Promise.resolve(readAllSync(timeoutMs));
+    } catch {
+      return Promise.resolve('');
+    }
   }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -194,15 +230,18 @@ export function readStdin(timeoutMs = 3000): Promise<string> {
 export interface HookFlags {
   sync: boolean;
   decisionJson?: boolean;
+  /** Arguments not understood: ignored with a note (exit 2 from a usage error would block every prompt). */
+  ignored?: string[];
 }
 
-/** Parse the fast path's arguments; null means "let commander handle it" (help, unknown flags). */
+/** Parse the fast path's arguments; null means "let commander handle it" (help). */
 export function parseHookArgs(args: string[]): HookFlags | null {
-  const flags: HookFlags = { sync: true };
+  const flags: HookFlags = { sync: true, ignored: [] };
   for (const a of args) {
+    if (a === '--help' || a === '-h') return null;
     if (a === '--no-sync') flags.sync = false;
     else if (a === '--decision-json') flags.decisionJson = true;
-    else return null;
+    else flags.ignored!.push(a);
   }
   return flags;
 }
@@ -213,6 +252,7 @@ export async function hookMain(flags: HookFlags): Promise<number> {
   const cpu = process.cpuUsage();
   const out = await runHook(await readStdin(), { sync: flags.sync, decisionJson: flags.decisionJson });
   if (out.stdout) process.stdout.write(out.stdout);
+  if (flags.ignored?.length) process.stderr.write(`tokentally hook: ignoring unknown argument(s) ${flags.ignored.join(' ')}\n`);
   if (out.stderr) process.stderr.write(out.stderr);
   // TOKENTALLY_HOOK_TIMING=1: how long the hook itself took, and since the process started (node's own boot included).
   if (process.env.TOKENTALLY_HOOK_TIMING === '1') {
