@@ -10,7 +10,8 @@
 //    one Claude Code "runs": its transcript_path goes in a realistic statusLine JSON, and the clock is pinned
 //    (TOKENTALLY_NOW) 10 minutes after its last request, so "today" and the 5-hour block are live.
 // 3. Series of --runs spawned calls, p50/p95/max each:
-//    - unchanged: the transcript did not change since the previous call (timer refreshes, mode changes);
+//    - nothing changed since the previous call (timer refreshes, mode changes): the line cache answers; and the
+//      same with the cache off (TOKENTALLY_STATUSLINE_CACHE=0: SQLite opened, no transcript to import);
 //    - appended: one new response is appended to the session before every call (what happens after each
 //      assistant message; the session is a copy, so the data set stays pristine);
 //    - the floor: `node -e 0` (Node's own start);
@@ -137,6 +138,17 @@ async function waitIdle(maxS) {
   return (performance.now() - started) / 1000;
 }
 
+/** CPU seconds used so far by this process's finished children (user + system; /proc/self/stat cutime + cstime). */
+function childCpuS() {
+  try {
+    const f = readFileSync('/proc/self/stat', 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[13]) + Number(rest[14])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /** One spawned call: wall time from spawn to exit, as Claude Code experiences it. */
 function timed(cmd, argv, env, input) {
   return new Promise((resolve) => {
@@ -159,6 +171,7 @@ function stats(samples) {
 
 async function series(label, runs, waitS, before, call) {
   const waited = await waitIdle(waitS);
+  const child0 = childCpuS();
   const cpu0 = machineCpu();
   const t0 = performance.now();
   const samples = [];
@@ -173,7 +186,10 @@ async function series(label, runs, waitS, before, call) {
   const cpu1 = machineCpu();
   // Busy CPUs on the whole machine during the series (our own calls included).
   const busyCpus = cpu0 && cpu1 ? (cpu1.busy - cpu0.busy) / wall : null;
-  return { label, ...stats(samples), busyCpus, waitedS: waited, lastOutput: last.out.trim() };
+  // Mean CPU time per call: less sensitive than wall time to other work on the machine (10 ms ticks, summed).
+  const child1 = childCpuS();
+  const cpuMsPerCall = child0 !== null && child1 !== null ? ((child1 - child0) * 1000) / runs : null;
+  return { label, ...stats(samples), cpuMsPerCall, busyCpus, waitedS: waited, lastOutput: last.out.trim() };
 }
 
 // ------------------------------------------------------------------------------------------------ main
@@ -256,13 +272,15 @@ await call(stdinFor(copyPath))();
 
 results.push(await series('node -e 0 (Node start, the floor)', args.runs, args.waitIdle, null,
   () => timed(process.execPath, ['-e', '0'], baseEnv)));
-results.push(await series('tokentally statusline, transcript unchanged', args.runs, args.waitIdle, null, call(stdinFor(transcript))));
+results.push(await series('tokentally statusline, nothing changed (its line cache)', args.runs, args.waitIdle, null, call(stdinFor(transcript))));
+results.push(await series('tokentally statusline, nothing changed, cache off', args.runs, args.waitIdle, null,
+  () => timed(process.execPath, [tokentally, 'statusline'], { ...env, TOKENTALLY_STATUSLINE_CACHE: '0' }, stdinFor(transcript))));
 results.push(await series('tokentally statusline, +1 response before each call', args.runs, args.waitIdle, appendResponse, call(stdinFor(copyPath))));
 
 let peer = null;
 if (args.peer && existsSync(PEER_BIN)) {
   const v = spawnSync(PEER_BIN, ['--version'], { encoding: 'utf8' });
-  peer = v.stdout.trim();
+  peer = v.stdout.trim().replace(/^ccusage\s*/, '');
   const tmp = join(WORK, 'ccusage-tmp');
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
@@ -286,10 +304,14 @@ lines.push(`statusline benchmark: ${relative(ROOT, data) || data}: ${syncReport.
 lines.push(`machine: ${cpus().length} CPUs, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; node ${process.version}; `
   + 'each call is a new process (stdin JSON, stdout line), wall time from spawn to exit');
 lines.push('');
-lines.push(`${'series'.padEnd(58)} ${'runs'.padStart(4)} ${'p50 ms'.padStart(7)} ${'p95 ms'.padStart(7)} ${'max ms'.padStart(7)}  busy CPUs`);
+lines.push(`${'series (wall time per call)'.padEnd(54)} ${'runs'.padStart(4)} ${'p50 ms'.padStart(7)} ${'p95 ms'.padStart(7)} ${'max ms'.padStart(7)} `
+  + ` ${'CPU ms'.padStart(6)}  busy CPUs`);
 for (const r of results) {
-  lines.push(`${r.label.padEnd(58)} ${String(r.runs).padStart(4)} ${ms(r.p50)} ${ms(r.p95)} ${ms(r.max)}  ${r.busyCpus === null ? '?' : r.busyCpus.toFixed(2)}`);
+  lines.push(`${r.label.padEnd(54)} ${String(r.runs).padStart(4)} ${ms(r.p50)} ${ms(r.p95)} ${ms(r.max)} `
+    + ` ${r.cpuMsPerCall === null ? '     ?' : r.cpuMsPerCall.toFixed(0).padStart(6)}  ${r.busyCpus === null ? '?' : r.busyCpus.toFixed(2)}`);
 }
+lines.push('(CPU ms = mean user+system CPU per call, our process only; busy CPUs = the whole machine during the series, '
+  + `of ${cpus().length})`);
 lines.push('');
 const ours = results.filter((r) => r.label.startsWith('tokentally'));
 const worst = Math.max(...ours.map((r) => r.p95));

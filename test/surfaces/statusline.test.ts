@@ -125,6 +125,28 @@ describe('tokentally statusline', () => {
     assert.equal(j.today.requests, 0);
   });
 
+  it('reuses its last line while nothing changed, without loading SQLite, and recomputes after any change', () => {
+    const L3 = lab();
+    const first = runCli(['statusline'], L3.env, L3.inputs[2]);
+    assert.match(first.stdout, /\$0\.06 today/);
+    // Same input, same minute, same files: a cache hit loads no SQLite.
+    const hit = runCli(['statusline'], { ...L3.env, NODE_DEBUG: 'module' }, L3.inputs[2]);
+    assert.equal(hit.stdout, first.stdout);
+    assert.doesNotMatch(hit.stderr, /better-sqlite3/);
+    // Another process imports the other sessions: the database changed, so "today" is recomputed.
+    assert.equal(runCli(['sync'], L3.env).code, 0);
+    const afterSync = runCli(['statusline'], { ...L3.env, NODE_DEBUG: 'module' }, L3.inputs[2]);
+    assert.match(afterSync.stderr, /better-sqlite3/);
+    assert.match(afterSync.stdout, /\$0\.71 today/);
+    // A minute later the time left changes.
+    const later = runCli(['statusline'], { ...L3.env, TOKENTALLY_NOW: '2026-11-22T13:01:00Z' }, L3.inputs[2]);
+    assert.match(later.stdout, /block, 3h59m left/);
+    // Different displayed input (Claude Code's cost) is a different line.
+    const input = JSON.parse(L3.inputs[2]);
+    input.cost.total_cost_usd = 9;
+    assert.match(runCli(['statusline'], L3.env, JSON.stringify(input)).stdout, /\(CC \$9\.00\)/);
+  });
+
   it('loads neither commander nor the table renderer (the fast path in main.ts)', () => {
     const r = runCli(['statusline'], { ...L.env, NODE_DEBUG: 'module' }, L.inputs[2]);
     assert.equal(r.code, 0);

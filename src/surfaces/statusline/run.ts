@@ -11,9 +11,8 @@
 import { existsSync, fstatSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
-import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
-import { databasePath, loadPriceBook } from '../cli/context.js';
+import { cacheKey, homeDir, readCachedLine, writeCachedLine } from './cache.js';
 import { compact, duration, usd, usdWithUnknown } from './text.js';
 
 /** The fields of Claude Code's statusLine JSON this command reads (all optional: older versions lack some). */
@@ -82,7 +81,7 @@ function sessionFiles(transcriptPath: string): string[] {
   const files = [transcriptPath];
   const sub = join(dirname(transcriptPath), basename(transcriptPath, '.jsonl'), 'subagents');
   try {
-    for (const name of readdirSync(sub)) if (name.endsWith('.jsonl')) files.push(join(sub, name));
+    for (const name of readdirSync(sub).sort()) if (name.endsWith('.jsonl')) files.push(join(sub, name));
   } catch {
     // no subagents
   }
@@ -334,10 +333,32 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
   let store: Store | undefined;
   try {
     const input = parseStatuslineInput(await readStdin());
+    const now = clockNow(env);
+    const home = homeDir(env);
+    // The same line as last time when nothing it depends on changed: answered without loading SQLite.
+    const keyOf = (files: string[]) => cacheKey({ home, input: JSON.stringify(input), flags: JSON.stringify(flags),
+      minute: Math.floor(now / 60_000), files });
+    const files = input?.transcriptPath ? sessionFiles(input.transcriptPath) : [];
+    if (input?.sessionId && env.TOKENTALLY_STATUSLINE_CACHE !== '0') {
+      const cached = readCachedLine(home, input.sessionId, keyOf(files));
+      if (cached !== null) {
+        emit(1, cached + '\n');
+        return 0;
+      }
+    }
+    const [{ SqliteStore }, { databasePath, loadPriceBook }] = await Promise.all([
+      import('../../store/sqlite/sqlite-store.js'), import('../cli/context.js')]);
     // A statusline must not wait on a writer: a short busy timeout, then show what is stored.
     store = SqliteStore.open(databasePath(env), loadPriceBook(env), { busyTimeoutMs: 200 });
-    const data = await computeStatusline(store, input, { now: clockNow(env), timeZone: flags.timeZone, sync: flags.sync, env });
-    emit(1, (flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data)) + '\n');
+    const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env });
+    const line = flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data);
+    emit(1, line + '\n');
+    await store.close();
+    store = undefined;
+    // Keyed on the state after this run's own import (and the close's WAL checkpoint).
+    if (input?.sessionId && !data.syncError) {
+      writeCachedLine(home, input.sessionId, keyOf(input.transcriptPath ? sessionFiles(input.transcriptPath) : []), line);
+    }
   } catch (err) {
     const reason = (err as Error)?.message ?? String(err);
     emit(1, flags.json ? JSON.stringify({ error: reason }) + '\n' : 'tokentally: unavailable\n');

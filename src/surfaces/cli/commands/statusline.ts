@@ -12,7 +12,8 @@ export function registerStatusline(program: Command): void {
     .option('--json', 'print the figures as JSON instead of the line')
     .option('--no-sync', "don't import the session's transcript first")
     .addHelpText('after', '\nIn ~/.claude/settings.json:\n  "statusLine": {"type": "command", "command": "tokentally statusline"}\n'
-      + 'Any runtime error prints "tokentally: unavailable" and exits 0.')
+      + 'Any runtime error prints "tokentally: unavailable" and exits 0. The last line of each session is reused while '
+      + 'nothing it depends on changed (TOKENTALLY_HOME/cache/statusline; TOKENTALLY_STATUSLINE_CACHE=0 turns that off).')
     .action(async () => {
       // Reached only when main.ts's fast path did not run (e.g. options before the command name):
       // re-read the statusline's own flags from argv so both paths parse them the same way.

@@ -1,0 +1,73 @@
+/**
+ * The statusline's last line per session, reused while nothing it depends on changed: Claude Code also
+ * re-runs the command on timers, /compact, mode and vim toggles, when the transcript is as it was. A hit costs
+ * a few stat calls and no SQLite (loading better-sqlite3 is most of a miss).
+ *
+ * The key holds everything the line is computed from: the displayed stdin fields, the flags, the minute (times
+ * left are shown in minutes), the session's files (size, mtime, inode), the database and its WAL (any sync by
+ * another process changes them), and prices.json. Only node built-ins here: this runs before any other import.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Same rule as cli/context.ts `tokentallyHome` (not imported: that module loads the SQLite store). */
+export function homeDir(env: NodeJS.ProcessEnv): string {
+  const configured = env.TOKENTALLY_HOME?.trim();
+  return configured ? resolve(configured) : join(env.HOME || homedir(), '.tokentally');
+}
+
+function fileStamp(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`;
+  } catch {
+    return '-';
+  }
+}
+
+export function cacheKey(parts: { home: string; input: string; flags: string; minute: number; files: string[] }): string {
+  const db = join(parts.home, 'tokentally.db');
+  return JSON.stringify([1, parts.input, parts.flags, parts.minute, parts.files.map((f) => [f, fileStamp(f)]),
+    fileStamp(db), fileStamp(`${db}-wal`), fileStamp(join(parts.home, 'prices.json'))]);
+}
+
+function cachePath(home: string, sessionId: string): string {
+  return join(home, 'cache', 'statusline', `${sessionId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || '_'}.json`);
+}
+
+export function readCachedLine(home: string, sessionId: string, key: string): string | null {
+  try {
+    const doc = JSON.parse(readFileSync(cachePath(home, sessionId), 'utf8')) as { key?: string; line?: string };
+    return doc.key === key && typeof doc.line === 'string' ? doc.line : null;
+  } catch {
+    return null;
+  }
+}
+
+const WEEK = 7 * 86_400_000;
+
+/** Best effort: a failure to cache never affects the line. Entries of sessions idle for a week are removed. */
+export function writeCachedLine(home: string, sessionId: string, key: string, line: string): void {
+  try {
+    const path = cachePath(home, sessionId);
+    const dir = join(home, 'cache', 'statusline');
+    mkdirSync(dir, { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ key, line }));
+    renameSync(tmp, path);
+    if (Math.random() < 0.02) {
+      const now = Date.now();
+      for (const name of readdirSync(dir)) {
+        const p = join(dir, name);
+        try {
+          if (now - statSync(p).mtimeMs > WEEK) unlinkSync(p);
+        } catch {
+          // raced with another statusline
+        }
+      }
+    }
+  } catch {
+    // read-only home, full disk: no cache
+  }
+}
