@@ -309,6 +309,8 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         this.sendUpstream();
         for (const chunk of this.body) this.upReq!.write(chunk);
         if (this.reqEnded) this.upReq!.end();
+        // The upload may have been paused for the dead socket's 'drain', which never comes.
+        else if (this.req.isPaused()) this.req.resume();
         return;
       }
       this.done = true;
