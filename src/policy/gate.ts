@@ -94,8 +94,13 @@ export class PolicyGate {
     this.routing = routing;
   }
 
-  /** Re-read budget spend from the store (other sources add spend too). Call every few seconds. */
-  async refresh(): Promise<void> {
+  /**
+   * Re-read the budget definitions (`tokentally budget set/rm` from another process) and their spend (other
+   * sources add spend too). Call every few seconds; pass the routing config too when routes.json changed.
+   */
+  async refresh(routing?: RoutingConfig): Promise<void> {
+    this.ledger.setBudgets(await this.store.listBudgets());
+    if (routing) this.routing = routing;
     await refreshLedger(this.ledger, this.store, this.now());
   }
 

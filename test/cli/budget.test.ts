@@ -147,11 +147,13 @@ describe('tokentally route', () => {
     const add = runCli(['route', 'add', 'titles', '--to', 'claude-haiku-4-5', '--tools', 'no', '--max-input-tokens', '4000', '--json'], env);
     assert.equal(add.code, 0, add.stderr);
     assert.deepEqual(json(add.stdout).rule, { name: 'titles', match: { maxInputTokens: 4000, tools: false }, target: 'claude-haiku-4-5-20251001' });
-    runCli(['route', 'add', 'subs', '--to', 'claude-sonnet-4-6', '--agent', 'subagent', '--max-complexity', '0.3', '--model', 'claude-opus-*', '--dry-run', '--position', '1'], env);
+    const add2 = runCli(['route', 'add', 'subs', '--to', 'claude-sonnet-4-6', '--agent', 'subagent', '--max-complexity', '0.3', '--model', 'claude-opus-*', '--dry-run', '--position', '1'], env);
+    assert.equal(add2.code, 0, `${add2.stdout}\n${add2.stderr}`);
     const file = JSON.parse(readFileSync(join(env.TOKENTALLY_HOME!, 'routes.json'), 'utf8'));
     assert.deepEqual(file.rules.map((r: { name: string }) => r.name), ['subs', 'titles']);
     assert.equal(file.rules[0].dryRun, true);
     const list = runCli(['route', 'list'], env);
+    assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /1\s+subs\s+model claude-opus-\*, subagent, complexity <= 0\.3\s+claude-sonnet-4-6\s+dry-run/);
     assert.match(list.stdout, /2\s+titles\s+input <= 4000, no tools\s+claude-haiku-4-5-20251001\s+live/);
     assert.equal(json(runCli(['route', 'dry-run', 'on', '--json'], env).stdout).dryRun, true);

@@ -47,6 +47,10 @@ describe('PolicyGate (what the proxy calls per request)', () => {
     const ct = await gate.before(req('claude-opus-4-8', { path: '/v1/messages/count_tokens' }));
     assert.equal(ct.kind, 'forward');
     assert.equal(gate.ledger.inFlight(), 0);
+    // `tokentally budget set daily --limit 20` from another process: picked up by refresh().
+    await store.saveBudget(budget({ name: 'daily', limitUsd: 20, updatedAt: 2 }));
+    await gate.refresh();
+    assert.equal((await gate.before(req('claude-opus-4-8'))).kind, 'forward');
     await store.close();
   });
 
