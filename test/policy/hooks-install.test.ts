@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { installHooks, isTokentallyHookCommand } from '../../src/surfaces/cli/hooks-install.js';
+import { defaultHookCommand, installHooks, isTokentallyHookCommand } from '../../src/surfaces/cli/hooks-install.js';
+import { cliPath } from '../helpers/paths.js';
 import { UserFacingError } from '../../src/surfaces/cli/errors.js';
 
 const CMD = '/usr/bin/node /opt/tokentally/bin/tokentally.js hook';
@@ -74,6 +75,14 @@ describe('installHooks', () => {
     assert.throws(() => installHooks(path, { command: CMD }), (e: unknown) => e instanceof UserFacingError && /cannot read/.test(e.message));
     assert.equal(readFileSync(path, 'utf8'), '{ not json');
     assert.equal(existsSync(`${path}.tokentally-backup`), false);
+  });
+
+  it('installs this node and this tokentally by absolute path by default', () => {
+    const cmd = defaultHookCommand();
+    assert.ok(cmd.startsWith(process.execPath.includes(' ') ? `"${process.execPath}"` : process.execPath), cmd);
+    assert.ok(cmd.endsWith(`${cliPath.includes(' ') ? `"${cliPath}"` : cliPath} hook`), cmd);
+    assert.ok(existsSync(cliPath));
+    assert.ok(isTokentallyHookCommand(cmd));
   });
 
   it('recognizes its own command in the forms it installs', () => {
