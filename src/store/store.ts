@@ -31,6 +31,9 @@ export interface RequestFilter {
   sessionId?: string;
 }
 
+/** Transcripts are read in two passes with their own positions: requests (every report) and tool facts (audits). */
+export type SyncPass = 'requests' | 'facts';
+
 export interface FactFilter {
   sessionId?: string;
   fromTs?: number;
@@ -88,11 +91,11 @@ export interface Store {
   readonly location: string;
   /** Insert or merge records (same key = same request: the larger usage wins, metadata fills gaps). */
   upsertRequests(records: RequestRecord[]): Promise<UpsertResult>;
-  getCheckpoint(path: string): Promise<FileCheckpoint | undefined>;
-  /** Every file checkpoint, by path (one query instead of one per file on a warm sync). */
-  listCheckpoints(): Promise<Map<string, FileCheckpoint>>;
-  /** Records (and tool facts) and the file positions are committed together, so an interrupted sync never half-counts. */
-  commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult>;
+  getCheckpoint(path: string, pass?: SyncPass): Promise<FileCheckpoint | undefined>;
+  /** Every file checkpoint of a pass, by path (one query instead of one per file on a warm sync). */
+  listCheckpoints(pass?: SyncPass): Promise<Map<string, FileCheckpoint>>;
+  /** Records, tool facts and the pass's file positions are committed together, so an interrupted sync never half-counts. */
+  commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts, pass?: SyncPass): Promise<UpsertResult>;
   listToolCalls(filter: FactFilter): Promise<ToolCall[]>;
   listToolResults(filter: FactFilter): Promise<ToolResult[]>;
   listCompactions(filter: FactFilter): Promise<Compaction[]>;
@@ -101,6 +104,8 @@ export interface Store {
   /** Requests as usage points, oldest first (newest first with `newestFirst`), e.g. a time range for blocks. */
   listUsage(filter: RequestFilter & { limit?: number; newestFirst?: boolean }): Promise<UsagePoint[]>;
   countRequests(): Promise<number>;
+  /** Hint that a large import is starting (true) or over (false); a store may defer housekeeping meanwhile. */
+  setBulkImport?(on: boolean): void;
   /** Budgets (src/policy/budgets.ts): insert or replace by name. */
   saveBudget(budget: BudgetDefinition): Promise<'created' | 'updated'>;
   listBudgets(): Promise<BudgetDefinition[]>;

@@ -209,6 +209,10 @@ describe('incremental, durable sync', () => {
       compactBoundaryLine('tools', '2026-11-20T11:00:00.000Z', 167_345),
     ]);
     await syncTranscripts(store, { env });
+    assert.equal((await store.listToolCalls({ sessionId: 'tools' })).length, 0, 'the requests pass reads no tool facts');
+    const facts = await syncTranscripts(store, { env, pass: 'facts' });
+    assert.equal(facts.files.read, 1);
+    assert.equal((await syncTranscripts(store, { env, pass: 'facts' })).files.unchanged, 1);
     const calls = await store.listToolCalls({ sessionId: 'tools' });
     assert.deepEqual(calls.map((c) => [c.toolUseId, c.name, c.target, c.requestKey]),
       [['toolu_r1', 'Read', '/home/dev/app/big.log', 'm:msg_t1'], ['toolu_b1', 'Bash', null, 'm:msg_t1']]);

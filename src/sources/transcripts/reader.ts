@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { RequestRecord } from '../../core/types.js';
 import { mergeRecords } from '../../core/merge.js';
 import { emptyFacts, type SessionFacts } from '../../core/session-facts.js';
-import type { FileCheckpoint } from '../../store/store.js';
+import type { FileCheckpoint, SyncPass } from '../../store/store.js';
 import type { FoundFile } from './discover.js';
 import { extractFacts, fileContext, parseTranscriptLine, type SkipReason } from './parse-line.js';
 
@@ -45,10 +45,13 @@ const TOOL_USE_RESULT_KEY = Buffer.from(',"toolUseResult":');
 
 /**
  * Read a transcript from where the last sync stopped (or from the start when the file was replaced),
- * yielding parsed requests and tool facts in chunks. Pure file reading and parsing: no store access,
+ * yielding parsed requests (the `requests` pass) or tool facts (the `facts` pass) in chunks. Pure file reading and parsing: no store access,
  * so it runs the same in the main thread and in parse workers.
  */
-export function* readTranscriptFile(file: FoundFile, checkpoint: FileCheckpoint | undefined, maxSkipped: number): Generator<FileChunk> {
+export function* readTranscriptFile(
+  file: FoundFile, checkpoint: FileCheckpoint | undefined, maxSkipped: number, pass: SyncPass = 'requests',
+): Generator<FileChunk> {
+  const facts_ = pass === 'facts';
   const fd = openSync(file.path, 'r');
   try {
     const st = fstatSync(fd);
@@ -103,7 +106,21 @@ export function* readTranscriptFile(file: FoundFile, checkpoint: FileCheckpoint 
       if (s === e) return;
       const slice = buf.subarray(s, e);
       const hasUsage = slice.indexOf(USAGE) !== -1;
-      if (!hasUsage && slice.indexOf(TOOL_RESULT) === -1 && slice.indexOf(COMPACT) === -1) {
+      if (facts_) {
+        // The facts pass reads tool calls (in responses), tool results and compactions; the requests
+        // pass has already counted malformed lines, so they are only passed over here.
+        if (!hasUsage && slice.indexOf(TOOL_RESULT) === -1 && slice.indexOf(COMPACT) === -1) return;
+        let value: unknown;
+        try {
+          value = parseLine(slice, hasUsage);
+        } catch {
+          return;
+        }
+        const result = hasUsage ? parseTranscriptLine(value, ctx, lineNo) : null;
+        extractFacts(value, ctx, result && 'record' in result ? result.record.key : null, facts);
+        return;
+      }
+      if (!hasUsage) {
         // Not a response: only its shape is checked, so malformed lines are still counted.
         if (buf[s] !== 0x7b /* { */) skip(isJson(slice) ? 'not_an_object' : 'invalid_json');
         else if (buf[e - 1] !== 0x7d /* } */) skip('invalid_json');
@@ -111,7 +128,7 @@ export function* readTranscriptFile(file: FoundFile, checkpoint: FileCheckpoint 
       }
       let value: unknown;
       try {
-        value = parseLine(slice, hasUsage);
+        value = JSON.parse(slice.toString('utf8'));
       } catch {
         skip('invalid_json');
         return;
@@ -121,7 +138,6 @@ export function* readTranscriptFile(file: FoundFile, checkpoint: FileCheckpoint 
         skip(result.skip);
         return;
       }
-      extractFacts(value, ctx, result?.record.key ?? null, facts);
       if (result === null) return;
       stats.requestLines++;
       const prev = records.get(result.record.key);

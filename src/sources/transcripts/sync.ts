@@ -5,10 +5,10 @@ import { Worker } from 'node:worker_threads';
 import type { RequestRecord } from '../../core/types.js';
 import { mergeRecords } from '../../core/merge.js';
 import { emptyFacts } from '../../core/session-facts.js';
-import type { FileCheckpoint, Store } from '../../store/store.js';
+import type { FileCheckpoint, Store, SyncPass } from '../../store/store.js';
 import { listTranscriptFiles, transcriptRoots, type FoundFile } from './discover.js';
 import type { FileContext, SkipReason } from './parse-line.js';
-import type { ParseJob, ParseMessage } from './parse-worker.js';
+import type { ParseJob, ParseMessage, ParseWorkerData } from './parse-worker.js';
 import { readTranscriptFile, type FileChunk, type SkippedLine } from './reader.js';
 
 export interface SyncProgress {
@@ -34,6 +34,8 @@ export interface SyncReport {
   durationMs: number;
   /** Parse worker threads used (0: parsed in the main thread). */
   workers: number;
+  /** When the tool-facts pass ran too (`tokentally sync`, session audits): what it read. */
+  factsPass?: { filesRead: number; bytesRead: number; durationMs: number };
 }
 
 export interface SyncOptions {
@@ -48,12 +50,19 @@ export interface SyncOptions {
   onlyPaths?: string[];
   /** Parse workers for large syncs; default: one per core, up to 4. 0 parses in the main thread. */
   workers?: number;
+  /**
+   * `requests` (default): API responses, what every report needs. `facts`: tool calls, tool results and
+   * compactions, read only by the commands that audit sessions (tool results are most of a transcript).
+   */
+  pass?: SyncPass;
 }
 
 /** Below this many bytes to read, starting workers costs more than it saves. */
 const WORKER_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const COMMIT_RECORDS = 20_000;
 const COMMIT_BYTES = 64 * 1024 * 1024;
+/** Chunks a worker may have waiting for the main thread before it pauses (bounds memory during commits). */
+const MAX_CHUNKS_IN_FLIGHT = 24;
 
 type PlanItem = { file: FoundFile; size: number; checkpoint: FileCheckpoint | undefined };
 
@@ -77,7 +86,8 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   const candidates = options.onlyPaths
     ? [options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))]
     : roots.map((root) => listTranscriptFiles(root, onError));
-  const known = await store.listCheckpoints();
+  const pass = options.pass ?? 'requests';
+  const known = await store.listCheckpoints(pass);
   for (const files of candidates) {
     for (const file of files) {
       report.files.seen++;
@@ -105,7 +115,7 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   };
   options.onProgress?.(progress);
 
-  const batch = new Batch(store, report, maxSkipped);
+  const batch = new Batch(store, report, maxSkipped, pass);
   const absorb = async (chunk: FileChunk) => {
     batch.absorb(chunk);
     progress.bytesDone += chunk.bytesRead;
@@ -115,14 +125,19 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
   };
   const unreadable = (path: string, err: { code?: string; message: string }) => {
     report.files.unreadable++;
-    report.files.read--;
     onError(path, err);
   };
 
   const workers = Math.min(options.workers ?? Math.min(availableParallelism(), 4), plan.length);
   if (workers > 0 && progress.bytesTotal >= WORKER_THRESHOLD_BYTES) {
     report.workers = workers;
-    await parseInWorkers(plan, workers, maxSkipped, report, absorb, unreadable);
+    store.setBulkImport?.(true);
+    try {
+      await parseInWorkers(plan, workers, maxSkipped, pass, absorb, unreadable);
+    } finally {
+      await batch.flush();
+      store.setBulkImport?.(false);
+    }
   } else {
     let lastYield = Date.now();
     for (const item of plan) {
@@ -131,9 +146,8 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
         await new Promise((r) => setImmediate(r));
         lastYield = Date.now();
       }
-      report.files.read++;
       try {
-        for (const chunk of readTranscriptFile(item.file, item.checkpoint, maxSkipped)) await absorb(chunk);
+        for (const chunk of readTranscriptFile(item.file, item.checkpoint, maxSkipped, pass)) await absorb(chunk);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         if (e.code && /^E[A-Z]+$/.test(e.code)) unreadable(item.file.path, e);
@@ -148,44 +162,38 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
 
 /**
  * Parse files on worker threads (JSON parsing is most of a cold sync) while the main thread commits.
- * Each worker takes the next file when it finishes one, so memory stays bounded by the chunks in flight.
+ * Workers claim files from a shared counter, so they keep parsing while a commit runs.
  */
 async function parseInWorkers(
-  plan: PlanItem[], count: number, maxSkipped: number, report: SyncReport,
+  plan: PlanItem[], count: number, maxSkipped: number, pass: SyncPass,
   absorb: (chunk: FileChunk) => Promise<void>, unreadable: (path: string, err: { code?: string; message: string }) => void,
 ): Promise<void> {
-  let next = 0;
+  const shared = new SharedArrayBuffer(4 * (1 + count));
+  const counters = new Int32Array(shared);
+  const jobs: ParseJob[] = plan.map((p) => ({ file: p.file, checkpoint: p.checkpoint }));
   // Commits run one at a time, in arrival order, so a file's chunks are committed in file order.
   let committing: Promise<void> = Promise.resolve();
-  const pool = Array.from({ length: count }, () => new Worker(new URL('./parse-worker.js', import.meta.url)));
+  const pool = Array.from({ length: count }, (_, index) => new Worker(new URL('./parse-worker.js', import.meta.url), {
+    workerData: { jobs, maxSkipped, shared, index, maxInFlight: MAX_CHUNKS_IN_FLIGHT, pass } satisfies ParseWorkerData,
+  }));
   try {
-    await Promise.all(pool.map((worker) => new Promise<void>((resolveWorker, rejectWorker) => {
-      const give = () => {
-        if (next >= plan.length) {
-          resolveWorker();
-          return;
-        }
-        const item = plan[next++];
-        report.files.read++;
-        worker.postMessage({ file: item.file, checkpoint: item.checkpoint, maxSkipped } satisfies ParseJob);
-      };
+    await Promise.all(pool.map((worker, index) => new Promise<void>((resolveWorker, rejectWorker) => {
       worker.on('message', (msg: ParseMessage) => {
         if (msg.type === 'chunk') {
-          committing = committing.then(() => absorb(msg.chunk));
+          committing = committing.then(async () => {
+            await absorb(msg.chunk);
+            Atomics.sub(counters, 1 + index, 1);
+            Atomics.notify(counters, 1 + index);
+          });
           committing.catch(rejectWorker);
-        } else if (msg.type === 'done') {
-          give();
+        } else if (msg.type === 'error') {
+          if (msg.code && /^E[A-Z]+$/.test(msg.code)) unreadable(msg.path, msg);
+          else rejectWorker(new Error(`parsing ${msg.path} failed: ${msg.message}`));
         } else {
-          if (msg.code && /^E[A-Z]+$/.test(msg.code)) {
-            unreadable(msg.path, msg);
-            give();
-          } else {
-            rejectWorker(new Error(`parsing ${msg.path} failed: ${msg.message}`));
-          }
+          resolveWorker();
         }
       });
       worker.on('error', rejectWorker);
-      give();
     })));
     await committing;
   } finally {
@@ -204,7 +212,8 @@ class Batch {
   private checkpoints = new Map<string, FileCheckpoint>();
   private bytes = 0;
 
-  constructor(private readonly store: Store, private readonly report: SyncReport, private readonly maxSkipped: number) {}
+  constructor(private readonly store: Store, private readonly report: SyncReport, private readonly maxSkipped: number,
+    private readonly pass: SyncPass) {}
 
   absorb(chunk: FileChunk): void {
     const r = this.report;
@@ -212,6 +221,7 @@ class Batch {
     r.lines += chunk.lines;
     r.requestLines += chunk.requestLines;
     if (chunk.reread) r.files.reread++;
+    if (chunk.complete) r.files.read++;
     for (const [reason, n] of Object.entries(chunk.skipped)) r.skipped[reason as SkipReason] += n ?? 0;
     for (const s of chunk.skippedLines) if (r.skippedLines.length < this.maxSkipped) r.skippedLines.push(s);
     for (const record of chunk.records) {
@@ -231,7 +241,7 @@ class Batch {
 
   async flush(): Promise<void> {
     if (this.records.size === 0 && this.checkpoints.size === 0) return;
-    const res = await this.store.commitBatch([...this.checkpoints.values()], [...this.records.values()], this.facts);
+    const res = await this.store.commitBatch([...this.checkpoints.values()], [...this.records.values()], this.facts, this.pass);
     this.report.newRequests += res.inserted;
     this.report.mergedCopies += res.updated;
     this.records = new Map();

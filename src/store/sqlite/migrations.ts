@@ -158,4 +158,18 @@ export const MIGRATIONS: string[] = [
   CREATE INDEX requests_report ON requests(quarter_hour, model, input, output, cache_write_5m, cache_write_1h,
     cache_read, web_searches, cost, total_tokens, ts);
   `,
+  // 7: tool facts are read in their own pass (only the commands that need them pay for parsing tool
+  // results), so that pass keeps its own per-file positions.
+  `
+  CREATE TABLE fact_files (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    head TEXT NOT NULL
+  );
+  `,
 ];

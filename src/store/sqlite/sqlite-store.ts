@@ -9,6 +9,7 @@ import type { Compaction, SessionFacts, ToolCall, ToolResult } from '../../core/
 import {
   StoreError, type AlertFilter, type FactFilter, type FileCheckpoint, type GroupDim, type RequestFilter, type Store, type StoredRequest,
   type UpsertResult, type UsageGroup,
+  type SyncPass,
 } from '../store.js';
 import { MIGRATIONS } from './migrations.js';
 import type { BudgetDefinition, SpendFilter, SpendTotal } from '../../policy/budgets.js';
@@ -70,7 +71,7 @@ export class SqliteStore implements Store {
   private readonly insert: Database.Statement;
   private readonly merge: Database.Statement;
   private readonly upsertMany: (rows: Row[]) => UpsertResult;
-  private saveCheckpoint?: Database.Statement;
+  private readonly saveCheckpoint: Partial<Record<SyncPass, Database.Statement>> = {};
   private factStatements?: { call: Database.Statement; result: Database.Statement; compaction: Database.Statement };
 
   private constructor(readonly location: string, db: Database.Database, private readonly prices: PriceBook) {
@@ -144,21 +145,21 @@ export class SqliteStore implements Store {
     return this.guard(() => this.db.transaction(this.upsertMany)(records.map((r) => this.toRow(r))));
   }
 
-  async getCheckpoint(path: string): Promise<FileCheckpoint | undefined> {
+  async getCheckpoint(path: string, pass: SyncPass = 'requests'): Promise<FileCheckpoint | undefined> {
     return this.guard(() => {
-      const row = this.db.prepare('SELECT * FROM files WHERE path = ?').get(path) as Row | undefined;
+      const row = this.db.prepare(`SELECT * FROM ${checkpointTable(pass)} WHERE path = ?`).get(path) as Row | undefined;
       return row ? checkpointFromRow(row) : undefined;
     });
   }
 
-  async listCheckpoints(): Promise<Map<string, FileCheckpoint>> {
-    return this.guard(() => new Map((this.db.prepare('SELECT * FROM files').all() as Row[])
+  async listCheckpoints(pass: SyncPass = 'requests'): Promise<Map<string, FileCheckpoint>> {
+    return this.guard(() => new Map((this.db.prepare(`SELECT * FROM ${checkpointTable(pass)}`).all() as Row[])
       .map((row) => [row.path as string, checkpointFromRow(row)])));
   }
 
-  async commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts): Promise<UpsertResult> {
+  async commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts, pass: SyncPass = 'requests'): Promise<UpsertResult> {
     const rows = records.map((r) => this.toRow(r));
-    const save = this.saveCheckpoint ??= this.db.prepare(`INSERT INTO files (path, dev, ino, size, mtime_ms, offset, lines, head)
+    const save = this.saveCheckpoint[pass] ??= this.db.prepare(`INSERT INTO ${checkpointTable(pass)} (path, dev, ino, size, mtime_ms, offset, lines, head)
       VALUES (@path, @dev, @ino, @size, @mtimeMs, @offset, @lines, @head)
       ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size,
         mtime_ms = excluded.mtime_ms, offset = excluded.offset, lines = excluded.lines, head = excluded.head`);
@@ -243,6 +244,17 @@ export class SqliteStore implements Store {
     for (const c of facts.toolCalls) st.call.run(c);
     for (const r of facts.toolResults) st.result.run({ ...r, isError: r.isError ? 1 : 0 });
     for (const c of facts.compactions) st.compaction.run(c);
+  }
+
+  /** Checkpoint the WAL once at the end of a large import instead of every 4 MB (each one rewrites hot index pages and fsyncs). */
+  setBulkImport(on: boolean): void {
+    this.guard(() => {
+      if (on) this.db.pragma('wal_autocheckpoint = 0');
+      else {
+        this.db.pragma('wal_autocheckpoint = 1000');
+        this.db.pragma('wal_checkpoint(TRUNCATE)');
+      }
+    });
   }
 
   async countRequests(): Promise<number> {
@@ -430,6 +442,10 @@ function migrate(db: Database.Database, path: string): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+}
+
+function checkpointTable(pass: SyncPass): string {
+  return pass === 'facts' ? 'fact_files' : 'files';
 }
 
 function checkpointFromRow(row: Row): FileCheckpoint {

@@ -28,7 +28,7 @@ export async function withStore<T>(flags: CommonFlags, fn: (store: Store, prices
   try {
     if (flags.sync) {
       const machine = Boolean(flags.json);
-      const sync = await runSync(store, machine);
+      const sync = await runSync(store, machine, { facts: true });
       const problems = sync.errors.length > 0 || Object.values(sync.skipped).some((n) => n > 0) || sync.roots.length === 0;
       if (!machine && (problems || flags.verbose)) process.stderr.write(describeSync(sync, Boolean(flags.verbose)) + '\n');
     }

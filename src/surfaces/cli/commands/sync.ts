@@ -6,10 +6,17 @@ import { formatInt } from '../format.js';
 import { syncProgressReporter } from '../progress.js';
 
 /** Import new transcript lines; shared by every report that syncs first. */
-export async function runSync(store: Store, quiet: boolean): Promise<SyncReport> {
+export async function runSync(store: Store, quiet: boolean, options: { facts?: boolean } = {}): Promise<SyncReport> {
   const progress = syncProgressReporter(!quiet);
   try {
-    return await syncTranscripts(store, { onProgress: progress.onProgress });
+    const report = await syncTranscripts(store, { onProgress: progress.onProgress });
+    // Session audits also need tool calls, results and compactions: read them in their own pass.
+    if (options.facts) {
+      const facts = await syncTranscripts(store, { onProgress: progress.onProgress, pass: 'facts' });
+      report.factsPass = { filesRead: facts.files.read, bytesRead: facts.bytesRead, durationMs: facts.durationMs };
+      report.durationMs += facts.durationMs;
+    }
+    return report;
   } finally {
     progress.stop();
   }
@@ -41,7 +48,8 @@ export function registerSync(program: Command): void {
     .action(async (opts: { json?: boolean; verbose?: boolean }) => {
       const store = openStore(loadPriceBook());
       try {
-        const report = await runSync(store, Boolean(opts.json));
+        // An explicit sync imports everything: requests, and the tool facts session audits use.
+        const report = await runSync(store, Boolean(opts.json), { facts: true });
         if (opts.json) {
           const { skippedLines, ...rest } = report;
           process.stdout.write(JSON.stringify(opts.verbose ? report : { ...rest, skippedLines: skippedLines.slice(0, 20) }, null, 2) + '\n');
