@@ -290,8 +290,9 @@ export class SqliteStore implements Store {
   async sumSpend(f: SpendFilter): Promise<SpendTotal> {
     const parts: string[] = [];
     const params: Row = {};
-    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
-    if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
+    // Quarter-hour bounds let time-only sums read the narrow report index (it holds ts and cost).
+    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs AND quarter_hour >= @fromQ'); params.fromTs = f.fromTs; params.fromQ = Math.floor(f.fromTs / 900_000); }
+    if (f.toTs !== undefined) { parts.push('ts < @toTs AND quarter_hour <= @toQ'); params.toTs = f.toTs; params.toQ = Math.floor(f.toTs / 900_000); }
     if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
     if (f.projectPath !== undefined) {
       parts.push(f.projectPath === '/' ? "substr(project, 1, 1) = '/'" : "(project = @projectPath OR substr(project, 1, length(@projectPath) + 1) = @projectPath || '/')");
