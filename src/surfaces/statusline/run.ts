@@ -214,7 +214,8 @@ function differs(ours: number, theirs: number): boolean {
 
 export function formatStatusline(d: StatuslineData): string {
   const parts: string[] = [];
-  if (d.model) parts.push(d.model.replace(/^Claude /, '').replace(/\s*\([^)]*\)$/, ''));
+  // "Opus 4.8 (1M context)" -> "Opus 4.8"; a bare id (no display_name) loses its "claude-" prefix.
+  if (d.model) parts.push(d.model.replace(/^Claude /, '').replace(/^claude-/, '').replace(/\s*\([^)]*\)$|\[[^\]]*\]$/, ''));
   if (d.session) {
     let s = `${usdWithUnknown(d.session.cost, d.session.unknownCostTokens)} session`;
     if (d.session.ccCost !== null && (d.session.unknownCostTokens > 0 || differs(d.session.cost, d.session.ccCost))) {
