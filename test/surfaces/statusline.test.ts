@@ -169,7 +169,7 @@ describe('statusline formatting', () => {
     const unknown = formatStatusline({ ...base, session: { ...base.session!, cost: 0, unknownCostTokens: 10, ccCost: null },
       today: { ...base.today, unknownCostTokens: 5 }, block: null, context: null });
     assert.equal(unknown, 'Sonnet 4.6 | unknown session | $12.40+? today | no active block');
-    assert.match(formatStatusline({ ...base, model: 'claude-opus-4-8[1m]' }), /^opus-4-8\[1m\] \| /);
+    assert.match(formatStatusline({ ...base, model: 'claude-opus-4-8[1m]' }), /^opus-4-8 \| /);
   });
 
   it('parses Claude Code\'s stdin JSON defensively', () => {
