@@ -107,6 +107,30 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       assert.deepEqual(all.get('/tmp/y.jsonl'), cp2);
     });
 
+    it('keeps time-and-model sums exact through inserts, merges, re-keys and unaligned ranges', async () => {
+      const t0 = Date.parse('2026-08-01T00:00:00Z');
+      await store.upsertRequests([
+        record({ key: 'm:k1', sessionId: 'roll', ts: t0 + 60_000, usage: usage(10, 1) }),
+        record({ key: 'r:req_k2', requestId: 'req_k2', sessionId: 'roll', ts: t0 + 2 * 900_000 + 5, model: 'claude-opus-4-8', usage: usage(20, 2) }),
+        record({ key: 'm:k3', sessionId: 'roll', ts: t0 + 3 * 900_000 + 7, model: 'acme-unknown', usage: usage(30, 3) }),
+      ]);
+      // A larger copy replaces the usage; the r: row is absorbed by the m: row of the same request id.
+      await store.upsertRequests([record({ key: 'm:k1', sessionId: 'roll', ts: t0 + 60_000, usage: usage(10, 100) })]);
+      await store.upsertRequests([record({ key: 'm:k2', requestId: 'req_k2', sessionId: 'roll', ts: t0 + 2 * 900_000 + 5, model: 'claude-opus-4-8', usage: usage(20, 200) })]);
+      const rows = (await store.listRequests({ sessionId: 'roll' }));
+      assert.equal(rows.length, 3);
+      for (const [fromTs, toTs] of [[t0, t0 + 86_400_000], [t0 + 30_000, t0 + 3 * 900_000 + 8], [t0 + 61_000, t0 + 3 * 900_000 + 7]]) {
+        const inRange = rows.filter((r) => r.ts >= fromTs && r.ts < toTs);
+        const groups = await store.summarize({ fromTs, toTs }, ['quarterHour', 'model']);
+        const got = groups.map((g) => `${g.quarterHour}|${g.model}|${g.requests}|${g.input}|${g.output}|${g.unknownCostTokens}`).sort();
+        const want = inRange.map((r) => `${Math.floor(r.ts / 900_000)}|${r.model}|1|${r.usage.input}|${r.usage.output}|${r.cost === null ? r.usage.input + r.usage.output : 0}`).sort();
+        assert.deepEqual(got, want, `range ${fromTs - t0}..${toTs - t0}`);
+        const [total] = await store.summarize({ fromTs, toTs }, []);
+        const knownCost = inRange.reduce((a, r) => a + (r.cost ?? 0), 0);
+        assert.ok(Math.abs((total?.cost ?? 0) - knownCost) < 1e-12);
+      }
+    });
+
     it('lists requests newest first with a limit', async () => {
       const base = Date.parse('2026-09-01T00:00:00Z');
       await store.upsertRequests([0, 1, 2].map((i) => record({ key: `m:g${i}`, sessionId: 'list', ts: base + i })));

@@ -172,6 +172,15 @@ export class SqliteStore implements Store {
   }
 
   async summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]> {
+    return this.guard(() => {
+      const byTimeAndModel = filter.project === undefined && filter.sessionId === undefined
+        && groupBy.every((d) => d === 'quarterHour' || d === 'model');
+      const rows = byTimeAndModel ? this.summarizeFromRollup(filter, groupBy) : this.summarizeRequests(filter, groupBy);
+      return rows.filter((r) => r.requests > 0);
+    });
+  }
+
+  private summarizeRequests(filter: RequestFilter, groupBy: GroupDim[]): UsageGroup[] {
     const dimSql: Record<GroupDim, string> = {
       quarterHour: 'quarter_hour AS quarterHour',
       model: 'model',
@@ -190,12 +199,46 @@ export class SqliteStore implements Store {
       'MIN(ts) AS firstTs', 'MAX(ts) AS lastTs',
     ];
     const groupSql = groupBy.length ? `GROUP BY ${groupBy.map((d) => dimKey[d]).join(', ')}` : '';
-    const sql = `SELECT ${select.join(', ')} FROM requests ${where} ${groupSql}`;
-    return this.guard(() => {
-      const rows = this.db.prepare(sql).all(params) as UsageGroup[];
-      return groupBy.length ? rows : rows.filter((r) => r.requests > 0);
-    });
+    return this.db.prepare(`SELECT ${select.join(', ')} FROM requests ${where} ${groupSql}`).all(params) as UsageGroup[];
   }
+
+  /**
+   * Time and model sums from the rollup (migration 8): whole quarter hours come from it, and the partial
+   * quarter hours at either end of the range from the requests themselves, so the answer is exact.
+   */
+  private summarizeFromRollup(filter: RequestFilter, groupBy: GroupDim[]): UsageGroup[] {
+    const Q = 900_000;
+    const fromQ = filter.fromTs === undefined ? undefined : Math.ceil(filter.fromTs / Q);
+    const toQ = filter.toTs === undefined ? undefined : Math.floor(filter.toTs / Q);
+    if (fromQ !== undefined && toQ !== undefined && fromQ >= toQ) return this.summarizeRequests(filter, groupBy);
+    const parts: string[] = [];
+    const params: Row = {};
+    if (fromQ !== undefined) { parts.push('quarter_hour >= @fromQ'); params.fromQ = fromQ; }
+    if (toQ !== undefined) { parts.push('quarter_hour < @toQ'); params.toQ = toQ; }
+    const dims = groupBy.map((d) => (d === 'quarterHour' ? 'quarter_hour AS quarterHour' : "NULLIF(model, '') AS model"));
+    const keys = groupBy.map((d) => (d === 'quarterHour' ? 'quarter_hour' : 'model'));
+    const rows = this.db.prepare(`SELECT ${[...dims, 'SUM(requests) AS requests', 'SUM(input) AS input', 'SUM(output) AS output',
+      'SUM(cache_write_5m) AS cacheWrite5m', 'SUM(cache_write_1h) AS cacheWrite1h', 'SUM(cache_read) AS cacheRead',
+      'SUM(web_searches) AS webSearches', 'TOTAL(cost) AS cost', 'SUM(unknown_tokens) AS unknownCostTokens',
+      'SUM(unknown_requests) AS unknownCostRequests', 'MIN(first_ts) AS firstTs', 'MAX(last_ts) AS lastTs'].join(', ')}
+      FROM rollup ${parts.length ? `WHERE ${parts.join(' AND ')}` : ''} ${keys.length ? `GROUP BY ${keys.join(', ')}` : ''}`).all(params) as UsageGroup[];
+    const edges: UsageGroup[] = [];
+    if (fromQ !== undefined && filter.fromTs! < fromQ * Q) edges.push(...this.summarizeRequests({ fromTs: filter.fromTs, toTs: fromQ * Q }, groupBy));
+    if (toQ !== undefined && filter.toTs! > toQ * Q) edges.push(...this.summarizeRequests({ fromTs: toQ * Q, toTs: filter.toTs }, groupBy));
+    if (edges.length === 0) return rows;
+    const keyOf = (g: UsageGroup) => `${g.quarterHour ?? ''}\u0000${g.model ?? ''}`;
+    const merged = new Map(rows.map((g) => [keyOf(g), g]));
+    for (const e of edges) {
+      const g = merged.get(keyOf(e));
+      if (!g) { merged.set(keyOf(e), e); continue; }
+      for (const f of ['requests', 'input', 'output', 'cacheWrite5m', 'cacheWrite1h', 'cacheRead', 'webSearches', 'cost',
+        'unknownCostTokens', 'unknownCostRequests'] as const) g[f] += e[f];
+      g.firstTs = Math.min(g.firstTs, e.firstTs);
+      g.lastTs = Math.max(g.lastTs, e.lastTs);
+    }
+    return [...merged.values()];
+  }
+
 
   async listRequests(filter: RequestFilter & { limit?: number }): Promise<StoredRequest[]> {
     const { where, params } = whereClause(filter);
@@ -288,6 +331,22 @@ export class SqliteStore implements Store {
   }
 
   async sumSpend(f: SpendFilter): Promise<SpendTotal> {
+    if (f.sessionId === undefined && f.projectPath === undefined && f.keyHash === undefined) {
+      // Time and model scopes: sums from the rollup (a budget check runs before every prompt).
+      return this.guard(() => {
+        const groups = this.summarizeFromRollup({ fromTs: f.fromTs, toTs: f.toTs }, ['model']).filter((g) =>
+          (f.models === undefined || f.models.includes(g.model ?? ''))
+          && (f.modelPrefix === undefined || (g.model ?? '').startsWith(f.modelPrefix)));
+        const live = groups.filter((g) => g.requests > 0);
+        return {
+          cost: live.reduce((a, g) => a + g.cost, 0),
+          requests: live.reduce((a, g) => a + g.requests, 0),
+          unknownCostRequests: live.reduce((a, g) => a + g.unknownCostRequests, 0),
+          firstTs: live.length ? Math.min(...live.map((g) => g.firstTs)) : null,
+          lastTs: live.length ? Math.max(...live.map((g) => g.lastTs)) : null,
+        };
+      });
+    }
     const parts: string[] = [];
     const params: Row = {};
     // Quarter-hour bounds let time-only sums read the narrow report index (it holds ts and cost).
