@@ -60,7 +60,7 @@ export async function recordDueAlerts(store: Store, statuses: BudgetStatus[], no
 }
 
 /** Record ledger alerts (from `settle()`); the store drops ones another process already fired. */
-export async function recordAlerts(store: Store, alerts: AlertRecord[]): Promise<AlertRecord[]> {
+export async function recordAlerts(store: Pick<Store, 'recordAlert'>, alerts: AlertRecord[]): Promise<AlertRecord[]> {
   const out: AlertRecord[] = [];
   for (const a of alerts) {
     const saved = await store.recordAlert(a);
@@ -74,7 +74,7 @@ export async function recordAlerts(store: Store, alerts: AlertRecord[]): Promise
  * baseline spend and fired thresholds of each budget period the request touches. Await it, then call
  * `admit()` synchronously.
  */
-export async function prepareLedger(ledger: BudgetLedger, store: Store, ctx: RequestContext, now = Date.now()): Promise<void> {
+export async function prepareLedger(ledger: BudgetLedger, store: Pick<Store, 'listRequestTimes' | 'sumSpend' | 'listAlerts'>, ctx: RequestContext, now = Date.now()): Promise<void> {
   if (ledger.needsRecentTimes()) ledger.setRecentTimes(await store.listRequestTimes(now - BLOCK_LOOKBACK_MS, now + 1));
   for (const need of ledger.baselineNeeds(ctx)) {
     const spend = await store.sumSpend(need.filter);
@@ -85,7 +85,7 @@ export async function prepareLedger(ledger: BudgetLedger, store: Store, ctx: Req
 }
 
 /** Re-read every live budget period from the store (other sources add spend too); call every few seconds. */
-export async function refreshLedger(ledger: BudgetLedger, store: Store, now = Date.now()): Promise<void> {
+export async function refreshLedger(ledger: BudgetLedger, store: Pick<Store, 'listRequestTimes' | 'sumSpend'>, now = Date.now()): Promise<void> {
   if (ledger.definitions.some((b) => b.period === 'block5h')) ledger.setRecentTimes(await store.listRequestTimes(now - BLOCK_LOOKBACK_MS, now + 1));
   const targets = ledger.refreshTargets();
   const results = [];

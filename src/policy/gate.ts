@@ -39,8 +39,11 @@ export interface GateRequest {
 export interface GateTicket {
   token: ReservationToken | null;
   admission: Admission | null;
-  /** Route or downgrade decisions taken for this request (stored; settled in `after`). */
-  decisions: { id: number; decision: RouteDecision }[];
+  /**
+   * Route or downgrade decisions taken for this request: being stored (the request does not wait for the
+   * write; `after` awaits the id to settle them).
+   */
+  decisions: { id: Promise<number | null>; decision: RouteDecision }[];
   modelRequested: string | null;
   modelSent: string | null;
 }
@@ -49,8 +52,12 @@ export type GateResult =
   | { kind: 'respond'; response: PolicyResponse; admission: Admission }
   | { kind: 'forward'; body: Buffer; addHeaders: Record<string, string>; ticket: GateTicket };
 
+/** What the gate reads and writes: a Store, or the proxy's client of its store worker. */
+export type GateStore = Pick<Store, 'listBudgets' | 'sumSpend' | 'listRequestTimes' | 'listAlerts' | 'recordAlert'
+  | 'recordRouteDecision' | 'updateRouteDecision'>;
+
 export interface GateOptions {
-  store: Store;
+  store: GateStore;
   prices: PriceBook;
   budgets: BudgetDefinition[];
   routing: RoutingConfig;
@@ -67,7 +74,7 @@ export function isBillable(method: string, path: string): boolean {
 export class PolicyGate {
   readonly ledger: BudgetLedger;
   private routing: RoutingConfig;
-  private readonly store: Store;
+  private readonly store: GateStore;
   private readonly prices: PriceBook;
   private readonly now: () => number;
   private readonly deliver?: (alerts: AlertRecord[]) => Promise<unknown>;
@@ -167,8 +174,12 @@ export class PolicyGate {
       body = rewriteModel(doc, model);
       if (admission.token) this.ledger.adjust(admission.token, estimateRequestCostUsd(this.prices, model, body.length, f.maxTokens, now) ?? 0);
     }
-    const stored: { id: number; decision: RouteDecision }[] = [];
-    for (const d of decisions) stored.push({ id: await this.store.recordRouteDecision(d), decision: d });
+    const stored: GateTicket['decisions'] = [];
+    for (const d of decisions) {
+      // Not awaited here: the request is forwarded while the decision is written (a failed write loses the row only).
+      const id = this.store.recordRouteDecision(d).catch(() => null);
+      stored.push({ id, decision: d });
+    }
     return { kind: 'forward', body, addHeaders, ticket: { token: admission.token, admission, decisions: stored, modelRequested: f.model, modelSent: model } };
   }
 
@@ -189,7 +200,9 @@ export class PolicyGate {
       for (const { id, decision } of ticket.decisions) {
         if (decision.outcome === 'refused') continue;
         const s = settleDecision(decision, result.usage, this.prices, result.requestKey ?? null);
-        await this.store.updateRouteDecision(id, { requestKey: s.requestKey, costActual: s.costActual, costAlternative: s.costAlternative });
+        const rowId = await id;
+        if (rowId === null) continue;
+        await this.store.updateRouteDecision(rowId, { requestKey: s.requestKey, costActual: s.costActual, costAlternative: s.costAlternative });
       }
     }
     return lines;

@@ -53,6 +53,8 @@ export interface MockOptions {
   maxBodyBytes?: number;
   /** Extra response headers on every message answer. */
   headers?: Record<string, string>;
+  /** Answer with the model the request asked for (in message_start / the JSON message) instead of the recorded one. */
+  echoModel?: boolean;
   /** `request-id`s to answer with, in order (e.g. the recorded `req_011Cwx2JJ3KWZxxT0Xb7m27jNpsD`); then generated ones. */
   requestIds?: string[];
 }
@@ -351,6 +353,8 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
       ?? (h('x-mock-status') ? { kind: 'error', status: Number(h('x-mock-status')) }
         : h('x-mock-reset-after-events') ? { kind: 'reset-after-events', events: Number(h('x-mock-reset-after-events')) } : undefined);
     const wantsStream = doc.stream === true;
+    const asked = typeof doc.model === 'string' ? doc.model : null;
+    const echo = (b: string): string => (options.echoModel && asked ? b.replace(`"model":"${RECORDED.model}"`, `"model":${JSON.stringify(asked)}`) : b);
     const pickBody = (): string => {
       if (h('x-mock-stream') === 'sse20') {
         bench ??= benchSse();
@@ -386,21 +390,21 @@ export async function startMockAnthropic(options: MockOptions = {}): Promise<Moc
       case 'hang':
         return;
       case 'reset-after-events':
-        stream(req, res, requestId, recordedSse(), step.delayMs ?? delay, step.events);
+        stream(req, res, requestId, echo(recordedSse()), step.delayMs ?? delay, step.events);
         return;
       case 'json':
         break;
       case 'sse':
-        stream(req, res, requestId, step.body ?? pickBody(), step.delayMs ?? delay, null);
+        stream(req, res, requestId, echo(step.body ?? pickBody()), step.delayMs ?? delay, null);
         return;
       default:
         if (wantsStream) {
-          stream(req, res, requestId, pickBody(), delay, null);
+          stream(req, res, requestId, echo(pickBody()), delay, null);
           return;
         }
     }
     const id = options.uniqueIds ? uniqueMessageId(messageCount) : RECORDED.messageId;
-    const json = JSON.stringify(recordedMessageJson(id));
+    const json = JSON.stringify({ ...recordedMessageJson(id), ...(options.echoModel && asked ? { model: asked } : {}) });
     res.writeHead(200, { ...baseHeaders(requestId), 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)) });
     res.end(json);
   };

@@ -31,6 +31,11 @@ export function inspectRequestBody(body: Buffer | null): RequestInfo {
   } catch {
     return NO_INFO;
   }
+  return inspectRequestDoc(doc);
+}
+
+/** `inspectRequestBody` of a body already parsed (the policy path parses it once before forwarding). */
+export function inspectRequestDoc(doc: unknown): RequestInfo {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return NO_INFO;
   const d = doc as Record<string, unknown>;
   const meta = d.metadata;
@@ -113,6 +118,8 @@ export interface Exchange {
   /** True when the response was an event stream. */
   streamed: boolean;
   facts: ResponseFacts | null;
+  /** The model the proxy sent when a budget or route rewrote the request (`info.modelRequested` stays the client's). */
+  modelSent?: string | null;
   latencyMs: number;
   ttftMs: number | null;
 }
@@ -138,7 +145,7 @@ export function buildRecord(x: Exchange): RequestRecord {
     project: null,
     agentId,
     isSubagent: agentId !== null,
-    model: f?.model ?? x.info.modelRequested,
+    model: f?.model ?? x.modelSent ?? x.info.modelRequested,
     usage: f && f.usageSeen ? f.usage() : emptyUsage(),
     stopReason: f?.stopReason ?? null,
     tools: f ? [...f.tools] : [],

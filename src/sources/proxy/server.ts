@@ -4,7 +4,10 @@ import { isIP, type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
 import type { RequestRecord } from '../../core/types.js';
-import { buildRecord, inspectRequestBody, type Outcome, type RequestInfo } from './record.js';
+import { isBillable, type GateResult, type GateTicket } from '../../policy/gate.js';
+import type { PolicyResponse } from '../../policy/responses.js';
+import type { ProxyPolicy } from './policy.js';
+import { buildRecord, inspectRequestBody, inspectRequestDoc, keyHash, type Outcome, type RequestInfo } from './record.js';
 import type { RecordSink } from './recorder.js';
 import { factsFromJson, ResponseFacts, SseUsageScanner } from './sse-usage.js';
 
@@ -23,6 +26,12 @@ export interface ProxyOptions {
   version?: string;
   /** Extra fields for the health answer (e.g. the database path). */
   health?: () => Record<string, unknown>;
+  /**
+   * Budgets and routing (src/sources/proxy/policy.ts). Billable requests (POST /v1/messages) are then read
+   * whole, checked, and maybe answered with a 429 or rewritten before they are forwarded; while the policy is
+   * idle (no budgets, no rules) nothing changes: bodies stream through as without it.
+   */
+  policy?: ProxyPolicy;
 }
 
 export interface ProxyStats {
@@ -32,6 +41,10 @@ export interface ProxyStats {
   clientAborts: number;
   upstreamErrors: number;
   staleSocketRetries: number;
+  /** Requests answered by the proxy itself with a budget's 429 (never forwarded). */
+  blocked: number;
+  /** Requests whose model a budget (downgrade) or a routing rule rewrote. */
+  rewritten: number;
 }
 
 export interface ProxyHandle {
@@ -74,7 +87,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
   const maxInspect = options.maxInspectBytes ?? DEFAULT_INSPECT;
   const maxResponseInspect = options.maxResponseInspectBytes ?? DEFAULT_INSPECT;
   const started = Date.now();
-  const stats: ProxyStats = { requests: 0, inFlight: 0, recorded: 0, clientAborts: 0, upstreamErrors: 0, staleSocketRetries: 0 };
+  const stats: ProxyStats = { requests: 0, inFlight: 0, recorded: 0, clientAborts: 0, upstreamErrors: 0, staleSocketRetries: 0, blocked: 0, rewritten: 0 };
   const live = new Set<Exchange>();
   let shuttingDown = false;
 
@@ -109,6 +122,15 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     decoderDone: Promise<void> | null = null;
     ttftMs: number | null = null;
     info: RequestInfo | null = null;
+    /** `info` was read before forwarding (policy path): the body is only dropped, not inspected again. */
+    infoPreset = false;
+    /** Budget reservation and routing decisions to settle once the record is built. */
+    ticket: GateTicket | null = null;
+    /** Headers the policy adds to the response (warning, model rewrite). */
+    addHeaders: Record<string, string> | null = null;
+    /** Length of a rewritten body (its content-length replaces the client's). */
+    sendLength: number | null = null;
+    modelSent: string | null = null;
     corked = false;
     readonly uncork = () => {
       this.corked = false;
@@ -128,6 +150,10 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
      * model/messages/metadata from it and let it go, so long streams do not keep prompts in memory.
      */
     maybeInspect(): void {
+      if (this.infoPreset) {
+        if (this.reqEnded && (this.ures || this.done)) this.body = null;
+        return;
+      }
       if (this.info !== null || !this.reqEnded || (!this.ures && !this.done)) return;
       const body = this.body;
       this.body = null;
@@ -172,11 +198,123 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       });
     }
 
+    /**
+     * A billable request while budgets or rules are active: read the whole body, let the policy decide, then
+     * answer the 429 here or forward the (maybe rewritten) body. A body too large to hold is forwarded as it
+     * streams, unchecked (the API refuses such bodies anyway).
+     */
+    startGated(policy: ProxyPolicy): void {
+      const { req, res } = this;
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      let streaming = false;
+      req.on('data', (chunk: Buffer) => {
+        this.requestBytes += chunk.length;
+        if (!streaming && kept + chunk.length <= maxInspect) {
+          chunks.push(chunk);
+          kept += chunk.length;
+          return;
+        }
+        if (!streaming) {
+          streaming = true;
+          this.body = null;
+          problem(`request body over ${maxInspect} bytes: forwarded without a budget check`);
+          this.sendUpstream();
+          for (const c of chunks) this.upReq!.write(c);
+          chunks.length = 0;
+        }
+        const upReq = this.upReq;
+        if (upReq && !upReq.destroyed && !upReq.writableEnded && !upReq.write(chunk)) {
+          req.pause();
+          upReq.once('drain', () => req.resume());
+        }
+      });
+      req.on('end', () => {
+        this.reqEnded = true;
+        if (streaming) {
+          const upReq = this.upReq;
+          if (upReq && !upReq.destroyed) upReq.end();
+          this.maybeInspect();
+          return;
+        }
+        this.body = chunks;
+        void this.applyPolicy(policy, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      });
+      res.on('close', () => {
+        if (!this.done) this.clientGone();
+      });
+    }
+
+    async applyPolicy(policy: ProxyPolicy, body: Buffer): Promise<void> {
+      let doc: unknown = null;
+      if (body.length > 0) {
+        try {
+          doc = JSON.parse(body.toString('utf8'));
+        } catch { /* not JSON: forwarded as is, the API answers the error */ }
+      }
+      this.info = inspectRequestDoc(doc);
+      this.infoPreset = true;
+      this.body = [body];
+      let result: GateResult | null = null;
+      try {
+        const h = this.req.headers;
+        const sid = h['x-claude-code-session-id'];
+        const sessionId = (typeof sid === 'string' && sid.trim() ? sid.trim().slice(0, 200) : null) ?? this.info.metadataSession;
+        const project = policy.needsProject && sessionId ? await policy.projectOf(sessionId) : null;
+        result = await policy.before({
+          method: this.req.method ?? 'POST', path: this.endpoint, headers: h, body, doc, keyHash: keyHash(h), sessionId, project,
+        });
+      } catch (err) {
+        // Fail open: a policy that cannot be evaluated (store unavailable) never breaks traffic.
+        problem(`budget/routing check failed, request forwarded unchanged: ${(err as Error).message}`);
+      }
+      if (this.done) {
+        // The client left while the policy decided.
+        if (result?.kind === 'forward') policy.after(result.ticket, null);
+        return;
+      }
+      if (result?.kind === 'respond') {
+        this.answerLocally(result.response);
+        return;
+      }
+      if (result?.kind === 'forward') {
+        this.ticket = result.ticket;
+        if (Object.keys(result.addHeaders).length) this.addHeaders = result.addHeaders;
+        if (result.body !== body) {
+          this.body = [result.body];
+          this.sendLength = result.body.length;
+          stats.rewritten++;
+        }
+        if (result.ticket.modelSent && result.ticket.modelSent !== result.ticket.modelRequested) this.modelSent = result.ticket.modelSent;
+      }
+      try {
+        this.sendUpstream();
+        this.upReq!.end(this.body![0]);
+      } catch (err) {
+        problem(`forwarding: ${(err as Error).message}`);
+        this.upstreamFailed(Object.assign(err as Error, { code: (err as NodeJS.ErrnoException).code ?? 'EPROXY' }));
+      }
+    }
+
+    /** The policy's own answer (a budget's 429 billing_error): recorded like an upstream error, never forwarded. */
+    answerLocally(r: PolicyResponse): void {
+      const { res } = this;
+      this.done = true;
+      this.httpStatus = r.status;
+      this.jsonChunks = [Buffer.from(r.body)];
+      stats.blocked++;
+      res.writeHead(r.status, r.headers);
+      res.end(r.body);
+      this.finish('complete', null);
+    }
+
     sendUpstream(): void {
       const { req } = this;
+      let headers = upstreamHeaders(req.rawHeaders, hostHeader);
+      if (this.sendLength !== null) headers = withContentLength(headers, this.sendLength);
       const upReq = transport.request({
         agent, host: upstreamHost, port: upstreamPort, method: req.method, path: basePath + (req.url ?? '/'),
-        headers: upstreamHeaders(req.rawHeaders, hostHeader), setHost: false,
+        headers, setHost: false,
         servername: isHttps && !isIP(upstreamHost) ? upstreamHost : undefined,
       } as http.RequestOptions);
       this.upReq = upReq;
@@ -206,8 +344,10 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       if (this.recordable) this.prepareScan(ures, type);
       this.maybeInspect();
 
+      const headers = responseHeaders(ures.rawHeaders);
+      if (this.addHeaders) for (const k of Object.keys(this.addHeaders)) headers.push(k, this.addHeaders[k]);
       try {
-        res.writeHead(status, ures.statusMessage, responseHeaders(ures.rawHeaders) as unknown as http.OutgoingHttpHeaders);
+        res.writeHead(status, ures.statusMessage, headers as unknown as http.OutgoingHttpHeaders);
       } catch (err) {
         // A header node refuses to send: the client gets a reset, as from a broken upstream.
         problem(`response headers rejected: ${(err as Error).message}`);
@@ -369,16 +509,26 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
           requestBytes: this.requestBytes, info: this.info,
           httpStatus: this.httpStatus, outcome, errorCode, responseRequestId: this.responseRequestId,
           streamed: this.streamed, facts: this.usageEndpoint ? facts : facts && onlyError(facts), latencyMs,
-          ttftMs: this.streamed ? this.ttftMs : null,
+          ttftMs: this.streamed ? this.ttftMs : null, modelSent: this.modelSent,
         });
         this.release();
         options.sink.add(record);
         stats.recorded++;
+        this.settle(record.model, record.ts, facts?.usageSeen ? record.usage : null, record.key);
         options.onRecord?.(record);
       } catch (err) {
         problem(`recording a request: ${(err as Error).message}`);
         this.release();
+        this.settle(null, this.startedAt, null, null);
       }
+    }
+
+    /** Hand the reservation back to the policy with the answer's usage (none: released). */
+    settle(model: string | null, ts: number, usage: RequestRecord['usage'] | null, requestKey: string | null): void {
+      const t = this.ticket;
+      if (!t || !options.policy) return;
+      this.ticket = null;
+      options.policy.after(t, usage ? { model: model ?? this.modelSent, ts, usage, requestKey } : null);
     }
 
     release(): void {
@@ -401,7 +551,9 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     const ex = new Exchange(req, res);
     live.add(ex);
     try {
-      ex.start();
+      const policy = options.policy;
+      if (policy && !policy.idle && isBillable(req.method ?? '', ex.endpoint)) ex.startGated(policy);
+      else ex.start();
     } catch (err) {
       problem(`forwarding: ${(err as Error).message}`);
       ex.upstreamFailed(Object.assign(err as Error, { code: (err as NodeJS.ErrnoException).code ?? 'EPROXY' }));
@@ -497,6 +649,14 @@ export function upstreamHeaders(raw: string[], host: string): string[] {
     out.push(name, raw[i + 1]);
   }
   if (!hostSet) out.unshift('Host', host);
+  return out;
+}
+
+/** Headers with the content-length replaced (a rewritten body). */
+function withContentLength(raw: string[], length: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].toLowerCase() !== 'content-length') out.push(raw[i], raw[i + 1]);
+  out.push('content-length', String(length));
   return out;
 }
 

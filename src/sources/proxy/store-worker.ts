@@ -9,6 +9,7 @@ import { PriceBook } from '../../core/pricing/pricebook.js';
 import { applyUserPrices } from '../../core/pricing/user-prices.js';
 import type { RequestRecord } from '../../core/types.js';
 import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
+import type { Store } from '../../store/store.js';
 import { Recorder } from './recorder.js';
 
 export interface StoreWorkerData {
@@ -24,11 +25,22 @@ export type ToWorker =
   | { t: 'records'; id: number; records: RequestRecord[] }
   | { t: 'flush'; id: number }
   | { t: 'replay'; id: number }
-  | { t: 'close'; id: number };
+  | { t: 'close'; id: number }
+  /** A policy query or write (PolicyGate via WorkerStoreClient): answered with `result`, never `ack`. */
+  | { t: 'call'; id: number; method: PolicyStoreMethod; args: unknown[] };
 
 export type FromWorker =
   | { t: 'ack'; id: number; stats: ReturnType<Recorder['stats']> }
+  | { t: 'result'; id: number; ok: true; value: unknown }
+  | { t: 'result'; id: number; ok: false; error: string }
   | { t: 'problem'; message: string };
+
+/** The Store methods the proxy's policy (budgets, alerts, routing decisions) may call on the worker's store. */
+export const POLICY_STORE_METHODS = [
+  'listBudgets', 'sumSpend', 'listRequestTimes', 'listAlerts', 'recordAlert', 'markAlertDelivered',
+  'recordRouteDecision', 'updateRouteDecision', 'summarize',
+] as const;
+export type PolicyStoreMethod = (typeof POLICY_STORE_METHODS)[number];
 
 function loadPrices(path: string | null, problem: (m: string) => void): PriceBook {
   if (!path || !existsSync(path)) return PriceBook.builtin();
@@ -52,7 +64,22 @@ if (parentPort) {
     onProblem: problem,
   });
   const ready = recorder.start().catch((err) => problem(`replaying the spool: ${(err as Error).message}`));
+  // Policy calls get their own connection (opened on the first call; reopened after a failure to open).
+  let policyStore: Store | null = null;
+  const allowed = new Set<string>(POLICY_STORE_METHODS);
   port.on('message', async (msg: ToWorker) => {
+    if (msg.t === 'call') {
+      try {
+        if (!allowed.has(msg.method)) throw new Error(`not a policy store method: ${msg.method}`);
+        policyStore ??= SqliteStore.open(data.dbPath, prices, { busyTimeoutMs: data.busyTimeoutMs });
+        const fn = (policyStore as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[msg.method];
+        const value = await fn.apply(policyStore, msg.args);
+        port.postMessage({ t: 'result', id: msg.id, ok: true, value } satisfies FromWorker);
+      } catch (err) {
+        port.postMessage({ t: 'result', id: msg.id, ok: false, error: (err as Error).message } satisfies FromWorker);
+      }
+      return;
+    }
     await ready;
     try {
       if (msg.t === 'records') {
@@ -64,6 +91,8 @@ if (parentPort) {
         await recorder.replaySpool();
       } else if (msg.t === 'close') {
         await recorder.close();
+        await policyStore?.close().catch(() => undefined);
+        policyStore = null;
       }
     } catch (err) {
       problem((err as Error).message);

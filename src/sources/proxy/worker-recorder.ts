@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { RequestRecord } from '../../core/types.js';
 import type { RecorderStats, RecordSink } from './recorder.js';
-import type { FromWorker, StoreWorkerData, ToWorker } from './store-worker.js';
+import type { Store } from '../../store/store.js';
+import type { FromWorker, PolicyStoreMethod, StoreWorkerData, ToWorker } from './store-worker.js';
+
+/** The part of the Store the proxy's policy uses, answered by the store worker (never SQLite on the main thread). */
+export type PolicyStore = Pick<Store, PolicyStoreMethod>;
 
 export interface WorkerRecorderOptions extends Partial<Omit<StoreWorkerData, 'dbPath' | 'spoolDir'>> {
   dbPath: string;
@@ -26,6 +30,7 @@ export class WorkerRecorder implements RecordSink {
   private pending: RequestRecord[] = [];
   private readonly unacked = new Map<number, RequestRecord[]>();
   private readonly waiters = new Map<number, () => void>();
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private seq = 0;
   private timer: NodeJS.Timeout | null = null;
   private restarts = 0;
@@ -71,6 +76,41 @@ export class WorkerRecorder implements RecordSink {
     if (w) await w.terminate().catch(() => undefined);
     // Anything the worker never confirmed goes to the spool.
     this.spoolUnacked();
+  }
+
+  /**
+   * Call a Store method on the worker's store (the policy's queries and writes). Rejects when the worker is
+   * gone or does not answer within `timeoutMs` (a database locked by another process): callers fail open.
+   */
+  call<M extends PolicyStoreMethod>(method: M, args: Parameters<Store[M]>, timeoutMs = 3000): ReturnType<Store[M]> {
+    const w = this.worker;
+    if (!w || this.closing) return Promise.reject(new Error('store worker not running')) as ReturnType<Store[M]>;
+    const id = ++this.seq;
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.calls.delete(id);
+        reject(new Error(`store worker did not answer ${method} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      this.calls.set(id, { resolve, reject, timer });
+      try {
+        w.postMessage({ t: 'call', id, method, args } satisfies ToWorker);
+      } catch (err) {
+        clearTimeout(timer);
+        this.calls.delete(id);
+        reject(err as Error);
+      }
+    }) as ReturnType<Store[M]>;
+  }
+
+  /** A PolicyStore whose every method is a `call()` to the worker. */
+  policyStore(timeoutMs = 3000): PolicyStore {
+    const c = <M extends PolicyStoreMethod>(m: M) => (...args: Parameters<Store[M]>) => this.call(m, args, timeoutMs);
+    return {
+      listBudgets: c('listBudgets'), sumSpend: c('sumSpend'), listRequestTimes: c('listRequestTimes'), listAlerts: c('listAlerts'),
+      recordAlert: c('recordAlert'), markAlertDelivered: c('markAlertDelivered'), recordRouteDecision: c('recordRouteDecision'),
+      updateRouteDecision: c('updateRouteDecision'), summarize: c('summarize'),
+    } as PolicyStore;
   }
 
   stats(): RecorderStats {
@@ -127,6 +167,13 @@ export class WorkerRecorder implements RecordSink {
         this.lastStats = m.stats;
         this.waiters.get(m.id)?.();
         this.waiters.delete(m.id);
+      } else if (m.t === 'result') {
+        const call = this.calls.get(m.id);
+        if (!call) return;
+        this.calls.delete(m.id);
+        clearTimeout(call.timer);
+        if (m.ok) call.resolve(m.value);
+        else call.reject(new Error(m.error));
       } else if (m.t === 'problem') {
         this.problem(m.message);
       }
@@ -137,6 +184,11 @@ export class WorkerRecorder implements RecordSink {
       this.worker = null;
       for (const done of this.waiters.values()) done();
       this.waiters.clear();
+      for (const call of this.calls.values()) {
+        clearTimeout(call.timer);
+        call.reject(new Error('store worker exited'));
+      }
+      this.calls.clear();
       if (this.closing) return;
       this.spoolUnacked();
       if (this.restarts++ < MAX_RESTARTS) this.spawn();

@@ -4,10 +4,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RequestRecord } from '../../../core/types.js';
 import { totalTokens } from '../../../core/types.js';
+import { ProxyPolicy } from '../../../sources/proxy/policy.js';
 import { createProxy, HEALTH_PATH, PROXY_SERVICE_NAME } from '../../../sources/proxy/server.js';
 import { WorkerRecorder } from '../../../sources/proxy/worker-recorder.js';
 import { SqliteStore } from '../../../store/sqlite/sqlite-store.js';
-import { StoreError } from '../../../store/store.js';
+import { StoreError, type Store } from '../../../store/store.js';
+import { deliverAlerts } from '../../notify.js';
+import { loadRoutingConfig, routesPath } from '../routes-file.js';
 import { databasePath, loadPriceBook, pricesPath, tokentallyHome } from '../context.js';
 import { UsageError, UserFacingError } from '../errors.js';
 import { formatCompact } from '../format.js';
@@ -34,7 +37,7 @@ const pkgVersion = (): string => {
 
 export function registerProxy(program: Command): void {
   program.command('proxy')
-    .description('run the live proxy (export ANTHROPIC_BASE_URL=http://127.0.0.1:4100): records every request, changes none')
+    .description('run the live proxy (export ANTHROPIC_BASE_URL=http://127.0.0.1:4100): records every request; enforces budgets and routing rules when defined')
     .option('--port <n>', 'port to listen on', String(DEFAULT_PORT))
     .option('--host <addr>', 'address to bind (keep it on loopback: requests carry your API key)', DEFAULT_HOST)
     .option('--upstream <url>', `where requests go (default: TOKENTALLY_UPSTREAM, else ${DEFAULT_UPSTREAM})`)
@@ -86,15 +89,33 @@ async function runProxy(flags: ProxyFlags, port: number): Promise<void> {
     say(m);
   };
   const sink = new WorkerRecorder({ dbPath, spoolDir: join(tokentallyHome(), 'spool'), pricesPath: pricesPath(), onProblem: problem });
+  // Budgets and routing: every store access goes through the store worker; an invalid routes.json stops here.
+  let policy: ProxyPolicy;
+  try {
+    const policyStore = sink.policyStore();
+    policy = await ProxyPolicy.start({
+      store: policyStore, prices, loadRouting: () => loadRoutingConfig(prices), routesPath: routesPath(),
+      log: say, problem,
+      // notify.ts only needs markAlertDelivered of the store, which the worker client has.
+      deliver: (alerts, budgets) => deliverAlerts(policyStore as unknown as Store, alerts, [...budgets]),
+    });
+  } catch (err) {
+    await sink.close();
+    throw err;
+  }
   const proxy = createProxy({
-    upstream, sink, version: pkgVersion(), onProblem: problem,
+    upstream, sink, version: pkgVersion(), onProblem: problem, policy,
     onRecord: flags.verbose ? (r) => say(logLine(r)) : undefined,
-    health: () => ({ database: dbPath }),
+    health: () => ({
+      database: dbPath,
+      policy: { budgets: policy.gate.ledger.definitions.length, reservationsInFlight: policy.gate.ledger.inFlight(), idle: policy.idle },
+    }),
   });
   let address: { url: string; host: string; port: number };
   try {
     address = await proxy.listen(port, flags.host);
   } catch (err) {
+    policy.close();
     await sink.close();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') {
@@ -110,11 +131,13 @@ async function runProxy(flags: ProxyFlags, port: number): Promise<void> {
     say(`warning: listening on ${flags.host}, reachable from other machines; requests through it carry API keys`);
   }
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ listening: address.url, upstream, pid: process.pid, database: dbPath }) + '\n');
+    process.stdout.write(JSON.stringify({ listening: address.url, upstream, pid: process.pid, database: dbPath,
+      budgets: policy.gate.ledger.definitions.length }) + '\n');
   } else {
     process.stdout.write(`tokentally proxy listening on ${address.url}, forwarding to ${upstream}\n`
       + `  use it: export ANTHROPIC_BASE_URL=${address.url}   (or \`tokentally init\` for every Claude Code session)\n`
-      + `  records go to ${dbPath}; Ctrl-C stops\n`);
+      + `  records go to ${dbPath}; Ctrl-C stops\n`
+      + (policy.idle ? '' : `  enforcing ${policy.gate.ledger.definitions.length} budget(s) and the routing rules of ${routesPath()}\n`));
   }
 
   await new Promise<void>((resolve) => {
@@ -125,6 +148,8 @@ async function runProxy(flags: ProxyFlags, port: number): Promise<void> {
   });
   say('stopping: finishing requests in flight (5 s at most), writing records');
   await proxy.close(5000);
+  policy.close();
+  await policy.drain();
   await sink.close();
   const st = proxy.stats();
   if (!flags.json) say(`stopped after ${st.requests} requests (${st.recorded} recorded)`);
