@@ -16,6 +16,7 @@ export function assertTimeZone(tz: string): string {
 }
 
 const QUARTER_HOUR = 15 * 60 * 1000;
+const SIX_HOURS = 6 * 3600 * 1000;
 
 /**
  * Maps instants to local calendar dates. Every zone offset in use is a multiple of 15 minutes,
@@ -34,10 +35,38 @@ export class LocalCalendar {
     const q = Math.floor(ts / QUARTER_HOUR);
     let d = this.cache.get(q);
     if (d === undefined) {
-      d = this.fmt.format(new Date(q * QUARTER_HOUR));
+      // Asking Intl once per quarter hour is slow for long histories: use the zone's UTC offset, looked up
+      // once per 6-hour block, and Intl only for a block in which the offset changes (a DST switch).
+      const offset = this.blockOffset(q * QUARTER_HOUR);
+      d = offset === undefined ? this.fmt.format(new Date(q * QUARTER_HOUR)) : new Date(q * QUARTER_HOUR + offset).toISOString().slice(0, 10);
       this.cache.set(q, d);
     }
     return d;
+  }
+
+  private readonly offsets = new Map<number, number | undefined>();
+  private partsFmt?: Intl.DateTimeFormat;
+
+  /** The zone's offset (ms) throughout the 6-hour UTC block holding `ts`, or undefined when it changes inside it. */
+  private blockOffset(ts: number): number | undefined {
+    const block = Math.floor(ts / SIX_HOURS);
+    if (this.offsets.has(block)) return this.offsets.get(block);
+    const start = this.offsetAt(block * SIX_HOURS);
+    const end = this.offsetAt((block + 1) * SIX_HOURS - 1);
+    const offset = start === end ? start : undefined;
+    this.offsets.set(block, offset);
+    return offset;
+  }
+
+  private offsetAt(ts: number): number {
+    this.partsFmt ??= new Intl.DateTimeFormat('en-US', {
+      timeZone: this.timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+    const p = this.partsFmt.formatToParts(new Date(ts));
+    const n = (type: string) => Number(part(p, type));
+    const local = Date.UTC(n('year'), n('month') - 1, n('day'), n('hour'), n('minute'), n('second'));
+    return Math.round((local - Math.floor(ts / 1000) * 1000) / 60_000) * 60_000;
   }
 
   month(ts: number): string {

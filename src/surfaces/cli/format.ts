@@ -1,5 +1,11 @@
-import Table from 'cli-table3';
-import pc from 'picocolors';
+import { createRequire } from 'node:module';
+
+// Loaded on first use: JSON and CSV output never need them, and a warm report is mostly startup.
+const require = createRequire(import.meta.url);
+const lazy = {
+  get Table(): typeof import('cli-table3') { return require('cli-table3'); },
+  get pc(): typeof import('picocolors') { return require('picocolors'); },
+};
 
 export function formatInt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
@@ -40,6 +46,7 @@ export interface Column {
 
 /** A borderless table that fits the terminal; colours only on a TTY. */
 export function renderTable(columns: Column[], rows: string[][], footer?: string[]): string {
+  const { Table, pc } = lazy;
   const table = new Table({
     head: columns.map((c) => pc.bold(c.header)),
     colAligns: columns.map((c) => c.align ?? 'right'),
