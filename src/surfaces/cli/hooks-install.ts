@@ -1,11 +1,11 @@
 /**
  * Install `tokentally hook` as a Claude Code UserPromptSubmit hook in `~/.claude/settings.json`, and undo it.
- * - A backup of the settings file is written before the first change (`settings.json.tokentally-backup`,
+ * - A backup of the settings file is written before the first change (`settings.json.tokentally-hooks-backup`,
  *   with `.absent` when there was no file).
  * - Installing twice changes nothing (idempotent).
  * - Undo restores the file byte for byte from the backup when the file is still what we wrote; if it was edited
  *   since, only our hook entry is removed, keeping those edits.
- * Other settings and other hooks are never touched. To be wired into `tokentally init --hooks`.
+ * Other settings and other hooks are never touched. `tokentally init --hooks [--undo]` runs it.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,8 +43,9 @@ export function defaultHookCommand(): string {
   return `${q(process.execPath)} ${q(bin)} hook`;
 }
 
+/** Its own backup, apart from `tokentally init`'s `settings.json.tokentally-backup`, so the two undo independently. */
 export function backupPathFor(settingsPath: string): string {
-  return `${settingsPath}.tokentally-backup`;
+  return `${settingsPath}.tokentally-hooks-backup`;
 }
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');

@@ -5,6 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tokentallyHome } from '../context.js';
+import { installHooks, type InstallResult } from '../hooks-install.js';
 import { UsageError, UserFacingError } from '../errors.js';
 
 export const DEFAULT_PORT = 4100;
@@ -93,6 +94,7 @@ interface InitFlags {
   undo?: boolean;
   force?: boolean;
   service?: string;
+  hooks?: boolean;
   json?: boolean;
 }
 
@@ -114,9 +116,16 @@ export function registerInit(program: Command): void {
     .option('--undo', 'restore settings.json as it was before init')
     .option('--force', 'replace an ANTHROPIC_BASE_URL that points somewhere else')
     .option('--service <kind>', 'also write a service file to keep the proxy running: systemd or launchd (not enabled)')
+    .option('--hooks', 'instead: install the budget hook (`tokentally hook`, UserPromptSubmit) in settings.json; with --undo, remove it')
     .option('--json', 'JSON output')
     .action(async (flags: InitFlags) => {
       const port = parsePort(flags.port);
+      if (flags.hooks) {
+        if (flags.service !== undefined || flags.url !== undefined || flags.force) throw new UsageError('--hooks takes only --undo and --json');
+        const r = installHooks(claudeSettingsPath(), { undo: Boolean(flags.undo) });
+        process.stdout.write((flags.json ? JSON.stringify(r, null, 2) : describeHooks(r)) + '\n');
+        return;
+      }
       if (flags.service !== undefined && flags.service !== 'systemd' && flags.service !== 'launchd') {
         throw new UsageError(`--service expects systemd or launchd, got "${flags.service}"`);
       }
@@ -297,6 +306,22 @@ function writeService(kind: 'systemd' | 'launchd', host: string, port: number): 
     writeAtomic(f.path, f.text, 0o644);
   }
   return { kind, path: f.path, written: !same, enable: f.enable };
+}
+
+function describeHooks(r: InstallResult): string {
+  switch (r.action) {
+    case 'installed':
+      return `${r.settingsPath}: added the UserPromptSubmit hook \`${r.command}\` (blocks a prompt when a block budget is exhausted)\n`
+        + `backup of the previous file: ${r.backupPath}; undo with \`tokentally init --hooks --undo\``;
+    case 'already-installed':
+      return `${r.settingsPath} already runs the tokentally hook; nothing changed`;
+    case 'restored':
+      return `${r.settingsPath} restored to what it was before \`tokentally init --hooks\``;
+    case 'removed':
+      return `${r.settingsPath}: removed the tokentally hook (the file changed since, so only that entry was taken out)`;
+    case 'not-installed':
+      return `nothing to undo: ${r.settingsPath} has no tokentally hook`;
+  }
 }
 
 function describe(r: InitResult, undo: boolean): string {
