@@ -11,8 +11,13 @@
 //      b. unpaced: 20 events back to back, CPU-bound: mock, proxy and load generator share the machine's cores, so
 //         this measures CPU sharing as much as the proxy; a bare node:http pipe proxy (pipe-proxy.mjs) runs too, for scale
 //   3. memory: proxy RSS (after a forced GC) before and after 10,000 requests of which 1,000 are aborted mid-stream
-// Options: --quick (smaller counts, for a smoke run), --strict (exit 1 when a target is missed), --json.
-import { spawn } from 'node:child_process';
+// A second proxy with 5 active budgets (day/week/month/model/key scopes, limits so large nothing blocks, so the
+// policy gate is not idle: every request is read whole, checked, reserved and settled) runs beside the plain one
+// in phases 1 and 2, interleaved the same way; the report shows what the budget checks add.
+// Options: --quick (smaller counts, for a smoke run), --strict (exit 1 when a target is missed), --no-budgets
+// (skip the budgets proxy), --json.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -21,6 +26,7 @@ import { performance } from 'node:perf_hooks';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
+const WITH_BUDGETS = !args.has('--no-budgets');
 const root = new URL('../..', import.meta.url).pathname;
 const cfg = {
   warmup: QUICK ? 200 : 1000,
@@ -215,12 +221,38 @@ async function main() {
   const proxied = new URL(proxy.info.listening);
   const piped = new URL(pipe.info.listening);
   process.stderr.write(`mock ${direct.href} (pid ${mock.info.pid}), proxy ${proxied.href} (pid ${proxy.info.pid}); ${os.cpus().length} CPUs, node ${process.version}\n`);
+  let budgeted = null;
+  let budgetHealth = null;
+  if (WITH_BUDGETS) {
+    const home2 = mkdtempSync(join(os.tmpdir(), 'tt-bench-proxy-budgets-'));
+    writeFileSync(join(home2, 'prices.json'), JSON.stringify({ models }, null, 2));
+    const env2 = { ...process.env, TOKENTALLY_HOME: home2, HOME: join(home2, 'home') };
+    const keyHash = createHash('sha256').update('sk-ant-bench').digest('hex').slice(0, 12);
+    const budgets = [
+      ['bench-day', '--period', 'day', '--scope', 'all', '--action', 'block'],
+      ['bench-week', '--period', 'week', '--scope', 'all', '--action', 'warn'],
+      ['bench-month', '--period', 'month', '--scope', 'all', '--action', 'block'],
+      ['bench-opus', '--period', 'day', '--scope', 'model:claude-opus-*', '--action', 'downgrade'],
+      ['bench-key', '--period', 'block5h', '--scope', `key:${keyHash}`, '--action', 'block'],
+    ];
+    for (const [name, ...flags] of budgets) {
+      const r = spawnSync(process.execPath, [join(root, 'bin/tokentally.js'), 'budget', 'set', name, '--limit', '1000000', ...flags], { env: env2, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`budget set ${name}: ${r.stderr}`);
+    }
+    const proxy2 = await start(process.execPath, ['--expose-gc', join(root, 'bin/tokentally.js'), 'proxy', '--port', '0', '--json', '--upstream', mock.info.url], env2);
+    budgeted = new URL(proxy2.info.listening);
+    budgetHealth = (await health(budgeted)).policy;
+    if (!budgetHealth || budgetHealth.budgets !== 5 || budgetHealth.idle) throw new Error(`budgets proxy not enforcing 5 budgets: ${JSON.stringify(budgetHealth)}`);
+    process.stderr.write(`budgets proxy ${budgeted.href} (pid ${proxy2.info.pid}): ${budgetHealth.budgets} active budgets\n`);
+  }
+  const withB = (o) => (budgeted ? { ...o, budgets: budgeted } : o);
 
   process.stderr.write('1/3 latency at 1 connection...\n');
-  const lat = await latency({ direct, proxy: proxied, pipe: piped });
+  const lat = await latency(withB({ direct, proxy: proxied, pipe: piped }));
   process.stderr.write(`2/3 throughput at 50 concurrent streams (paced ${cfg.pacedDelayMs} ms, then unpaced)...\n`);
-  const tp = await throughput({ direct, proxy: proxied }, cfg.pacedDelayMs);
-  const tpu = await throughput({ direct, proxy: proxied, pipe: piped }, 0);
+  const tp = await throughput(withB({ direct, proxy: proxied }), cfg.pacedDelayMs);
+  const tpu = await throughput(withB({ direct, proxy: proxied, pipe: piped }), 0);
+  const budgetSettled = budgeted ? await settle(budgeted, 0) : null;
   process.stderr.write('3/3 memory over 10,000 requests (1,000 aborted mid-stream)...\n');
   const mem = await memory(proxied);
   const final = await health(proxied);
@@ -235,6 +267,12 @@ async function main() {
     ['p99 added latency, 1 connection', `${lat.direct.p99.toFixed(3)} -> ${lat.proxy.p99.toFixed(3)} ms`, `${added99.toFixed(3)} ms`, `< ${TARGETS.p99AddedMs} ms`, added99 < TARGETS.p99AddedMs],
     [`throughput, 50 streams (${cfg.pacedDelayMs} ms/event)`, `${tp.direct.toFixed(0)} -> ${tp.proxy.toFixed(0)} req/s`, `${(ratio * 100).toFixed(1)} %`, `>= ${TARGETS.throughputRatio * 100} %`, ratio >= TARGETS.throughputRatio],
     ['throughput, 50 streams (unpaced)', `${tpu.direct.toFixed(0)} -> ${tpu.proxy.toFixed(0)} req/s`, `${(ratioU * 100).toFixed(1)} %`, `>= ${TARGETS.throughputRatio * 100} %`, ratioU >= TARGETS.throughputRatio],
+    ...(budgeted ? [
+      ['5 budgets: p50 added latency, 1 connection', `${lat.direct.p50.toFixed(3)} -> ${lat.budgets.p50.toFixed(3)} ms`, `${(lat.budgets.p50 - lat.direct.p50).toFixed(3)} ms`, `< ${TARGETS.p50AddedMs} ms`, lat.budgets.p50 - lat.direct.p50 < TARGETS.p50AddedMs],
+      ['5 budgets: p99 added latency, 1 connection', `${lat.direct.p99.toFixed(3)} -> ${lat.budgets.p99.toFixed(3)} ms`, `${(lat.budgets.p99 - lat.direct.p99).toFixed(3)} ms`, `< ${TARGETS.p99AddedMs} ms`, lat.budgets.p99 - lat.direct.p99 < TARGETS.p99AddedMs],
+      [`5 budgets: throughput, 50 streams (${cfg.pacedDelayMs} ms/event)`, `${tp.direct.toFixed(0)} -> ${tp.budgets.toFixed(0)} req/s`, `${((tp.budgets / tp.direct) * 100).toFixed(1)} %`, `>= ${TARGETS.throughputRatio * 100} %`, tp.budgets / tp.direct >= TARGETS.throughputRatio],
+      ['5 budgets: throughput, 50 streams (unpaced)', `${tpu.direct.toFixed(0)} -> ${tpu.budgets.toFixed(0)} req/s`, `${((tpu.budgets / tpu.direct) * 100).toFixed(1)} %`, `>= ${TARGETS.throughputRatio * 100} %`, tpu.budgets / tpu.direct >= TARGETS.throughputRatio],
+    ] : []),
     [`proxy RSS, ${cfg.memoryRequests} req (${mem.counts.aborted} aborted)`, `${mem.rssBeforeMb.toFixed(1)} -> ${mem.rssAfterMb.toFixed(1)} MB`, `${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MB`, `< ${TARGETS.memoryGrowthMb} MB`, growth < TARGETS.memoryGrowthMb],
   ];
   const w = [40, 26, 10, 10];
@@ -247,6 +285,16 @@ async function main() {
     `latency (ms) proxy:  p50 ${lat.proxy.p50.toFixed(3)} p90 ${lat.proxy.p90.toFixed(3)} p99 ${lat.proxy.p99.toFixed(3)} mean ${lat.proxy.mean.toFixed(3)} (n=${lat.proxy.n})`,
     `latency (ms) bare pipe proxy, for scale: p50 ${lat.pipe.p50.toFixed(3)} p90 ${lat.pipe.p90.toFixed(3)} p99 ${lat.pipe.p99.toFixed(3)} mean ${lat.pipe.mean.toFixed(3)}`
       + ` (added p50 ${(lat.pipe.p50 - lat.direct.p50).toFixed(3)}, p99 ${(lat.pipe.p99 - lat.direct.p99).toFixed(3)})`,
+    ...(budgeted ? [
+      `latency (ms) 5 budgets: p50 ${lat.budgets.p50.toFixed(3)} p90 ${lat.budgets.p90.toFixed(3)} p99 ${lat.budgets.p99.toFixed(3)} mean ${lat.budgets.mean.toFixed(3)} (n=${lat.budgets.n})`,
+      `budget checks, side by side (5 budgets - no budgets): latency p50 ${(lat.budgets.p50 - lat.proxy.p50) >= 0 ? '+' : ''}${(lat.budgets.p50 - lat.proxy.p50).toFixed(3)} ms, `
+        + `p99 ${(lat.budgets.p99 - lat.proxy.p99) >= 0 ? '+' : ''}${(lat.budgets.p99 - lat.proxy.p99).toFixed(3)} ms, mean ${(lat.budgets.mean - lat.proxy.mean) >= 0 ? '+' : ''}${(lat.budgets.mean - lat.proxy.mean).toFixed(3)} ms; `
+        + `throughput paced ${tp.proxy.toFixed(0)} vs ${tp.budgets.toFixed(0)} req/s (${((tp.budgets / tp.proxy) * 100).toFixed(1)} %), `
+        + `unpaced ${tpu.proxy.toFixed(0)} vs ${tpu.budgets.toFixed(0)} req/s (${((tpu.budgets / tpu.proxy) * 100).toFixed(1)} %)`,
+      `throughput rounds with 5 budgets (req/s): paced ${tp.rounds.budgets.map((x) => x.toFixed(0)).join(', ')}; unpaced ${tpu.rounds.budgets.map((x) => x.toFixed(0)).join(', ')}; `
+        + `budgets proxy: ${budgetSettled.recorded} recorded, ${budgetSettled.blocked} blocked, ${budgetSettled.rewritten} rewritten, `
+        + `${budgetSettled.policy.reservationsInFlight} reservations left in flight`,
+    ] : []),
     `throughput rounds, paced (req/s): direct ${tp.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tp.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; errors ${tp.errors}`,
     `throughput rounds, unpaced (req/s): direct ${tpu.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tpu.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; `
       + `bare pipe proxy ${tpu.rounds.pipe.map((x) => x.toFixed(0)).join(', ')} (${((tpu.pipe / tpu.direct) * 100).toFixed(1)} % of direct); errors ${tpu.errors}`,
@@ -259,7 +307,7 @@ async function main() {
   ];
   process.stdout.write(out.join('\n') + '\n');
   mkdirSync(join(root, 'bench/.data'), { recursive: true });
-  writeFileSync(join(root, 'bench/.data/proxy-latest.json'), JSON.stringify({ at: new Date().toISOString(), cfg, latency: lat, throughput: tp, throughputUnpaced: tpu, memory: mem,
+  writeFileSync(join(root, 'bench/.data/proxy-latest.json'), JSON.stringify({ at: new Date().toISOString(), cfg, budgets: budgetHealth, latency: lat, throughput: tp, throughputUnpaced: tpu, memory: mem,
     results: rows.map((r) => ({ target: r[0], measured: r[2], goal: r[3], pass: r[4] })) }, null, 2));
   stopAll();
   if (args.has('--strict') && rows.some((r) => !r[4])) process.exitCode = 1;

@@ -110,6 +110,8 @@ const RANK: Record<BudgetAction | 'allow', number> = { allow: 0, warn: 1, downgr
 export class BudgetLedger {
   private budgets: BudgetDefinition[];
   private readonly slots = new Map<string, Slot>();
+  /** Current day/week/month instance per definition: zone arithmetic once per period, not per request. */
+  private readonly windows = new WeakMap<BudgetDefinition, PeriodWindow>();
   private readonly tokens = new Map<number, ReservationToken>();
   private nextId = 1;
   private block: { start: number; last: number } | null = null;
@@ -291,7 +293,20 @@ export class BudgetLedger {
     let window: PeriodWindow;
     if (b.period === 'block5h') {
       // A single request time at the block's start reproduces the current block (or the one `now` opens).
-      window = periodWindow(b, now, { recentTimes: [this.currentBlock(now).start], sessionId: ctx.sessionId });
+      const start = this.currentBlock(now).start;
+      let base = this.windows.get(b);
+      if (!base || base.start !== start || now >= base.end!) {
+        base = periodWindow({ period: b.period, timeZone: b.timeZone, weekStart: b.weekStart, scope: 'all' }, now, { recentTimes: [start] });
+        this.windows.set(b, base);
+      }
+      window = { ...base, key: perSession(b) ? `${base.key}|s:${ctx.sessionId ?? ''}` : base.key };
+    } else if (b.period === 'day' || b.period === 'week' || b.period === 'month') {
+      let base = this.windows.get(b);
+      if (!base || now < base.start || now >= base.end!) {
+        base = periodWindow({ period: b.period, timeZone: b.timeZone, weekStart: b.weekStart, scope: 'all' }, now);
+        this.windows.set(b, base);
+      }
+      window = { ...base, key: perSession(b) ? `${base.key}|s:${ctx.sessionId ?? ''}` : base.key };
     } else {
       window = periodWindow(b, now, { sessionId: ctx.sessionId });
     }
