@@ -87,7 +87,11 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
     ? [options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))]
     : roots.map((root) => listTranscriptFiles(root, onError));
   const pass = options.pass ?? 'requests';
-  const known = await store.listCheckpoints(pass);
+  // A sync of a few named files (statusline, hook) looks up only their checkpoints.
+  const known = options.onlyPaths
+    ? new Map((await Promise.all(candidates[0].map(async (f) => [f.path, await store.getCheckpoint(f.path, pass)] as const)))
+      .filter((e): e is readonly [string, FileCheckpoint] => e[1] !== undefined))
+    : await store.listCheckpoints(pass);
   for (const files of candidates) {
     for (const file of files) {
       report.files.seen++;
