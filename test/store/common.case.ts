@@ -117,9 +117,16 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       // A larger copy replaces the usage; the r: row is absorbed by the m: row of the same request id.
       await store.upsertRequests([record({ key: 'm:k1', sessionId: 'roll', ts: t0 + 60_000, usage: usage(10, 100) })]);
       await store.upsertRequests([record({ key: 'm:k2', requestId: 'req_k2', sessionId: 'roll', ts: t0 + 2 * 900_000 + 5, model: 'claude-opus-4-8', usage: usage(20, 200) })]);
+      // The same in one batch: a request-id row and its message-id row, and a key inserted then merged.
+      await store.upsertRequests([
+        record({ key: 'r:req_k4', requestId: 'req_k4', sessionId: 'roll', ts: t0 + 5 * 900_000, usage: usage(40, 4) }),
+        record({ key: 'm:k4', requestId: 'req_k4', sessionId: 'roll', ts: t0 + 5 * 900_000, usage: usage(40, 400) }),
+        record({ key: 'm:k5', sessionId: 'roll', ts: t0 + 6 * 900_000, usage: usage(50, 5) }),
+        record({ key: 'm:k5', sessionId: 'roll', ts: t0 + 6 * 900_000, usage: usage(50, 500) }),
+      ]);
       const rows = (await store.listRequests({ sessionId: 'roll' }));
-      assert.equal(rows.length, 3);
-      for (const [fromTs, toTs] of [[t0, t0 + 86_400_000], [t0 + 30_000, t0 + 3 * 900_000 + 8], [t0 + 61_000, t0 + 3 * 900_000 + 7]]) {
+      assert.equal(rows.length, 5);
+      for (const [fromTs, toTs] of [[t0, t0 + 86_400_000], [t0 + 30_000, t0 + 3 * 900_000 + 8], [t0 + 61_000, t0 + 3 * 900_000 + 7], [t0, t0 + 7 * 900_000]]) {
         const inRange = rows.filter((r) => r.ts >= fromTs && r.ts < toTs);
         const groups = await store.summarize({ fromTs, toTs }, ['quarterHour', 'model']);
         const got = groups.map((g) => `${g.quarterHour}|${g.model}|${g.requests}|${g.input}|${g.output}|${g.unknownCostTokens}`).sort();

@@ -172,8 +172,9 @@ export const MIGRATIONS: string[] = [
     head TEXT NOT NULL
   );
   `,
-  // 8: per quarter hour and model sums, kept exact by triggers on every insert, merge and delete, so daily
-  // reports, budget checks and the statusline read a few thousand rows instead of every request.
+  // 8: per quarter hour and model sums, so daily reports, budget checks and the statusline read a few thousand
+  // rows instead of every request. Inserts are added by the store in one statement per batch (a trigger per
+  // row doubled the cost of an import); merges and deletes are applied by these triggers.
   // first_ts/last_ts only widen (a merge that moves a request leaves them as bounds, not exact values).
   `
   CREATE TABLE rollup (
@@ -197,13 +198,6 @@ export const MIGRATIONS: string[] = [
     SUM(cache_write_1h), SUM(cache_read), SUM(web_searches), TOTAL(cost),
     SUM(CASE WHEN cost IS NULL THEN total_tokens ELSE 0 END), SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END), MIN(ts), MAX(ts)
     FROM requests GROUP BY 1, 2;
-  CREATE TRIGGER requests_rollup_insert AFTER INSERT ON requests BEGIN
-    INSERT INTO rollup VALUES (NEW.ts / 900000, COALESCE(NEW.model, ''), 1, NEW.input, NEW.output, NEW.cache_write_5m, NEW.cache_write_1h,
-      NEW.cache_read, NEW.web_searches, COALESCE(NEW.cost, 0), CASE WHEN NEW.cost IS NULL THEN NEW.total_tokens ELSE 0 END,
-      CASE WHEN NEW.cost IS NULL THEN 1 ELSE 0 END, NEW.ts, NEW.ts)
-    ON CONFLICT(quarter_hour, model) DO UPDATE SET requests = requests + excluded.requests, input = input + excluded.input, output = output + excluded.output, cache_write_5m = cache_write_5m + excluded.cache_write_5m, cache_write_1h = cache_write_1h + excluded.cache_write_1h, cache_read = cache_read + excluded.cache_read, web_searches = web_searches + excluded.web_searches, cost = cost + excluded.cost, unknown_tokens = unknown_tokens + excluded.unknown_tokens, unknown_requests = unknown_requests + excluded.unknown_requests,
-      first_ts = MIN(first_ts, excluded.first_ts), last_ts = MAX(last_ts, excluded.last_ts);
-  END;
   CREATE TRIGGER requests_rollup_delete AFTER DELETE ON requests BEGIN
     UPDATE rollup SET requests = requests - 1, input = input - OLD.input, output = output - OLD.output,
       cache_write_5m = cache_write_5m - OLD.cache_write_5m, cache_write_1h = cache_write_1h - OLD.cache_write_1h,

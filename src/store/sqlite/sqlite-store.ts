@@ -83,9 +83,47 @@ export class SqliteStore implements Store {
     const remove = db.prepare('DELETE FROM requests WHERE key = ?');
     // Most stores hold no `r:` rows (only failed or cut proxy requests make them): skip the lookup then.
     const anyRequestKey = db.prepare("SELECT 1 FROM requests WHERE key >= 'r:' AND key < 'r;' LIMIT 1").pluck();
+    const addToRollup = db.prepare(`INSERT INTO rollup VALUES (@q, @model, @requests, @input, @output, @cw5m, @cw1h, @cr, @web,
+      @cost, @unknownTokens, @unknownRequests, @firstTs, @lastTs)
+      ON CONFLICT(quarter_hour, model) DO UPDATE SET requests = requests + excluded.requests, input = input + excluded.input,
+        output = output + excluded.output, cache_write_5m = cache_write_5m + excluded.cache_write_5m,
+        cache_write_1h = cache_write_1h + excluded.cache_write_1h, cache_read = cache_read + excluded.cache_read,
+        web_searches = web_searches + excluded.web_searches, cost = cost + excluded.cost,
+        unknown_tokens = unknown_tokens + excluded.unknown_tokens, unknown_requests = unknown_requests + excluded.unknown_requests,
+        first_ts = MIN(first_ts, excluded.first_ts), last_ts = MAX(last_ts, excluded.last_ts)`);
     this.upsertMany = (rows) => {
       let inserted = 0;
       let updated = 0;
+      // New rows' sums, added to the rollup once per (quarter hour, model) at the end of the batch.
+      const sums = new Map<string, Row>();
+      const flushSums = () => {
+        for (const g of sums.values()) addToRollup.run(g);
+        sums.clear();
+      };
+      const addInserted = (row: Row) => {
+        const ts = row.ts as number;
+        const model = (row.model as string | null) ?? '';
+        const q = Math.floor(ts / 900_000);
+        const k = `${q}\u0000${model}`;
+        let g = sums.get(k);
+        if (!g) sums.set(k, (g = { q, model, requests: 0, input: 0, output: 0, cw5m: 0, cw1h: 0, cr: 0, web: 0, cost: 0,
+          unknownTokens: 0, unknownRequests: 0, firstTs: ts, lastTs: ts }));
+        (g.requests as number)++;
+        g.input = (g.input as number) + (row.input as number);
+        g.output = (g.output as number) + (row.output as number);
+        g.cw5m = (g.cw5m as number) + (row.cache_write_5m as number);
+        g.cw1h = (g.cw1h as number) + (row.cache_write_1h as number);
+        g.cr = (g.cr as number) + (row.cache_read as number);
+        g.web = (g.web as number) + (row.web_searches as number);
+        if (row.cost === null) {
+          g.unknownTokens = (g.unknownTokens as number) + (row.total_tokens as number);
+          (g.unknownRequests as number)++;
+        } else {
+          g.cost = (g.cost as number) + (row.cost as number);
+        }
+        g.firstTs = Math.min(g.firstTs as number, ts);
+        g.lastTs = Math.max(g.lastTs as number, ts);
+      };
       let orphansPossible = anyRequestKey.get() !== undefined;
       for (let row of rows) {
         if ((row.key as string).startsWith('r:')) orphansPossible = true;
@@ -96,14 +134,19 @@ export class SqliteStore implements Store {
           const owner = messageKeyOf.get(requestId) as string | undefined;
           if (owner) row = { ...row, key: owner };
         }
-        if (this.insert.run(row).changes === 1) inserted++;
-        else {
+        if (this.insert.run(row).changes === 1) {
+          inserted++;
+          addInserted(row);
+        } else {
+          // The update trigger adjusts the rollup: it must already hold this batch's inserts.
+          flushSums();
           this.merge.run(row);
           updated++;
         }
         if (orphansPossible && requestId && (row.key as string).startsWith('m:')) {
           const orphan = byKey.get(`r:${requestId}`) as Row | undefined;
           if (orphan) {
+            flushSums();
             this.merge.run({ ...orphan, key: row.key });
             remove.run(orphan.key);
             inserted--;
@@ -111,6 +154,7 @@ export class SqliteStore implements Store {
           }
         }
       }
+      flushSums();
       return { inserted, updated };
     };
   }
