@@ -16,11 +16,16 @@ export interface ParseJob {
 export interface ParseWorkerData {
   jobs: ParseJob[];
   maxSkipped: number;
-  /** Int32Array over a SharedArrayBuffer: [0] = next job index, [1 + worker] = that worker's unconsumed chunks. */
+  /** Int32Array over a SharedArrayBuffer: [0] = next job index, [1 + worker] = KiB of that worker's unconsumed chunks. */
   shared: SharedArrayBuffer;
   index: number;
   maxInFlight: number;
   pass: SyncPass;
+}
+
+/** What a chunk weighs against a worker's in-flight allowance: the KiB of transcript it came from. */
+export function chunkWeight(chunk: FileChunk): number {
+  return Math.max(1, Math.ceil(chunk.bytesRead / 1024));
 }
 
 export type ParseMessage =
@@ -39,7 +44,7 @@ if (parentPort) {
         for (let pending = Atomics.load(counters, slot); pending >= maxInFlight; pending = Atomics.load(counters, slot)) {
           Atomics.wait(counters, slot, pending, 1000);
         }
-        Atomics.add(counters, slot, 1);
+        Atomics.add(counters, slot, chunkWeight(chunk));
         parentPort.postMessage({ type: 'chunk', chunk } satisfies ParseMessage);
       }
     } catch (err) {

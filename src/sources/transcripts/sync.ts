@@ -8,7 +8,7 @@ import { emptyFacts } from '../../core/session-facts.js';
 import type { FileCheckpoint, Store, SyncPass } from '../../store/store.js';
 import { listTranscriptFiles, transcriptRoots, type FoundFile } from './discover.js';
 import type { FileContext, SkipReason } from './parse-line.js';
-import type { ParseJob, ParseMessage, ParseWorkerData } from './parse-worker.js';
+import { chunkWeight, type ParseJob, type ParseMessage, type ParseWorkerData } from './parse-worker.js';
 import { readTranscriptFile, type FileChunk, type SkippedLine } from './reader.js';
 
 export interface SyncProgress {
@@ -61,8 +61,11 @@ export interface SyncOptions {
 const WORKER_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const COMMIT_RECORDS = 20_000;
 const COMMIT_BYTES = 64 * 1024 * 1024;
-/** Chunks a worker may have waiting for the main thread before it pauses (bounds memory during commits). */
-const MAX_CHUNKS_IN_FLIGHT = 24;
+/**
+ * KiB of transcript a worker may have parsed and waiting for the main thread before it pauses: enough to keep
+ * parsing through a commit, small enough to bound memory (parsed chunks are a fraction of their input).
+ */
+const MAX_KIB_IN_FLIGHT = 48 * 1024;
 
 type PlanItem = { file: FoundFile; size: number; checkpoint: FileCheckpoint | undefined };
 
@@ -178,7 +181,7 @@ async function parseInWorkers(
   // Commits run one at a time, in arrival order, so a file's chunks are committed in file order.
   let committing: Promise<void> = Promise.resolve();
   const pool = Array.from({ length: count }, (_, index) => new Worker(new URL('./parse-worker.js', import.meta.url), {
-    workerData: { jobs, maxSkipped, shared, index, maxInFlight: MAX_CHUNKS_IN_FLIGHT, pass } satisfies ParseWorkerData,
+    workerData: { jobs, maxSkipped, shared, index, maxInFlight: MAX_KIB_IN_FLIGHT, pass } satisfies ParseWorkerData,
   }));
   try {
     await Promise.all(pool.map((worker, index) => new Promise<void>((resolveWorker, rejectWorker) => {
@@ -186,7 +189,7 @@ async function parseInWorkers(
         if (msg.type === 'chunk') {
           committing = committing.then(async () => {
             await absorb(msg.chunk);
-            Atomics.sub(counters, 1 + index, 1);
+            Atomics.sub(counters, 1 + index, chunkWeight(msg.chunk));
             Atomics.notify(counters, 1 + index);
           });
           committing.catch(rejectWorker);
