@@ -138,6 +138,18 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       }
     });
 
+    it('filters tool facts by time', async () => {
+      const t = Date.parse('2026-07-01T00:00:00Z');
+      await store.commitBatch([], [], {
+        toolCalls: [{ toolUseId: 'tu_f1', requestKey: 'm:x', sessionId: 'facts', agentId: null, ts: t, name: 'Read', inputChars: 10, target: '/a' }],
+        toolResults: [{ toolUseId: 'tu_f1', sessionId: 'facts', agentId: null, ts: t + 1000, resultChars: 400, isError: false }],
+        compactions: [{ sessionId: 'facts', agentId: null, ts: t + 2000, trigger: 'auto', preTokens: 1000 }],
+      });
+      assert.equal((await store.listToolCalls({ sessionId: 'facts', fromTs: t, toTs: t + 1 })).length, 1);
+      assert.equal((await store.listToolResults({ fromTs: t + 1001, toTs: t + 5000 })).length, 0);
+      assert.equal((await store.listCompactions({ sessionId: 'facts', fromTs: t + 2000 })).length, 1);
+    });
+
     it('lists requests newest first with a limit', async () => {
       const base = Date.parse('2026-09-01T00:00:00Z');
       await store.upsertRequests([0, 1, 2].map((i) => record({ key: `m:g${i}`, sessionId: 'list', ts: base + i })));

@@ -151,12 +151,9 @@ export const MIGRATIONS: string[] = [
   );
   CREATE INDEX route_decisions_ts ON route_decisions(ts);
   `,
-  // 6: reports group by quarter hour and model; an index in that order lets SQLite aggregate in one ordered
-  // pass over a narrow index instead of sorting the wide rows (a warm report is mostly this query).
+  // 6: the quarter hour of each request, the unit of the rollup (migration 8) and of time-range bounds.
   `
   ALTER TABLE requests ADD COLUMN quarter_hour INTEGER AS (ts / 900000) VIRTUAL;
-  CREATE INDEX requests_report ON requests(quarter_hour, model, input, output, cache_write_5m, cache_write_1h,
-    cache_read, web_searches, cost, total_tokens, ts);
   `,
   // 7: tool facts are read in their own pass (only the commands that need them pay for parsing tool
   // results), so that pass keeps its own per-file positions.

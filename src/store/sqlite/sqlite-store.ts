@@ -41,11 +41,10 @@ const USAGE_COLS = ['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cach
 const PROXY_COLS = ['endpoint', 'model_requested', 'stream', 'status', 'error_type', 'latency_ms', 'ttft_ms',
   'request_bytes', 'message_count', 'user_agent', 'key_hash'] as const;
 
-const INSERT_SQL = `INSERT OR IGNORE INTO requests (key, request_id, message_id, ts, session_id, project, agent_id, is_subagent,
-  model, ${USAGE_COLS.join(', ')}, stop_reason, tools, client_version, sources, ${PROXY_COLS.join(', ')})
-  VALUES (@key, @request_id, @message_id, @ts, @session_id, @project, @agent_id, @is_subagent,
-  @model, ${USAGE_COLS.map((c) => '@' + c).join(', ')}, @stop_reason, @tools, @client_version, @sources,
-  ${PROXY_COLS.map((c) => '@' + c).join(', ')})`;
+const INSERT_COLS = ['key', 'request_id', 'message_id', 'ts', 'session_id', 'project', 'agent_id', 'is_subagent', 'model',
+  ...USAGE_COLS, 'stop_reason', 'tools', 'client_version', 'sources', ...PROXY_COLS];
+// Positional parameters: binding ~40 named ones per row was a tenth of an import's insert time.
+const INSERT_SQL = `INSERT OR IGNORE INTO requests (${INSERT_COLS.join(', ')}) VALUES (${INSERT_COLS.map(() => '?').join(', ')})`;
 
 // A later copy of a request replaces the usage only when it is larger (streamed lines grow);
 // identity and attribution fill gaps; a main-thread copy beats a subagent replay.
@@ -134,7 +133,7 @@ export class SqliteStore implements Store {
           const owner = messageKeyOf.get(requestId) as string | undefined;
           if (owner) row = { ...row, key: owner };
         }
-        if (this.insert.run(row).changes === 1) {
+        if (this.insert.run(INSERT_COLS.map((c) => row[c])).changes === 1) {
           inserted++;
           addInserted(row);
         } else {
@@ -393,9 +392,8 @@ export class SqliteStore implements Store {
     }
     const parts: string[] = [];
     const params: Row = {};
-    // Quarter-hour bounds let time-only sums read the narrow report index (it holds ts and cost).
-    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs AND quarter_hour >= @fromQ'); params.fromTs = f.fromTs; params.fromQ = Math.floor(f.fromTs / 900_000); }
-    if (f.toTs !== undefined) { parts.push('ts < @toTs AND quarter_hour <= @toQ'); params.toTs = f.toTs; params.toQ = Math.floor(f.toTs / 900_000); }
+    if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+    if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
     if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
     if (f.projectPath !== undefined) {
       parts.push(f.projectPath === '/' ? "substr(project, 1, 1) = '/'" : "(project = @projectPath OR substr(project, 1, length(@projectPath) + 1) = @projectPath || '/')");
@@ -563,18 +561,16 @@ function factWhere(f: FactFilter): { where: string; params: Row } {
   const parts: string[] = [];
   const params: Row = {};
   if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
-  // The quarter_hour bounds let the report index narrow the scan; the ts bounds are the exact filter.
-  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs AND quarter_hour >= @fromQ'); params.fromTs = f.fromTs; params.fromQ = Math.floor(f.fromTs / 900_000); }
-  if (f.toTs !== undefined) { parts.push('ts < @toTs AND quarter_hour <= @toQ'); params.toTs = f.toTs; params.toQ = Math.floor(f.toTs / 900_000); }
+  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+  if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
   return { where: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params };
 }
 
 function whereClause(f: RequestFilter): { where: string; params: Row } {
   const parts: string[] = [];
   const params: Row = {};
-  // The quarter_hour bounds let the report index narrow the scan; the ts bounds are the exact filter.
-  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs AND quarter_hour >= @fromQ'); params.fromTs = f.fromTs; params.fromQ = Math.floor(f.fromTs / 900_000); }
-  if (f.toTs !== undefined) { parts.push('ts < @toTs AND quarter_hour <= @toQ'); params.toTs = f.toTs; params.toQ = Math.floor(f.toTs / 900_000); }
+  if (f.fromTs !== undefined) { parts.push('ts >= @fromTs'); params.fromTs = f.fromTs; }
+  if (f.toTs !== undefined) { parts.push('ts < @toTs'); params.toTs = f.toTs; }
   if (f.project !== undefined) { parts.push('instr(project, @project) > 0'); params.project = f.project; }
   if (f.sessionId !== undefined) { parts.push('session_id = @sessionId'); params.sessionId = f.sessionId; }
   return { where: parts.length ? `WHERE ${parts.join(' AND ')}` : '', params };
