@@ -8,6 +8,7 @@
  * imports only the store, the transcript importer and the block finder. It never fails loudly: any runtime
  * error prints `tokentally: unavailable` and exits 0 (a statusline must not show a stack trace).
  */
+import { parseJsonObject } from '../json-input.js';
 import { existsSync, fstatSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
@@ -48,15 +49,8 @@ const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object'
 
 /** Parse the stdin JSON; null when it is empty or not a JSON object. */
 export function parseStatuslineInput(text: string): StatuslineInput | null {
-  if (!text.trim()) return null;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return null;
-  const d = doc as Record<string, unknown>;
+  const d = parseJsonObject(text);
+  if (!d) return null;
   const model = obj(d.model);
   const cost = obj(d.cost);
   const cw = obj(d.context_window);

@@ -9,6 +9,7 @@
  * It runs before every prompt, so cli/main.ts dispatches it before commander loads, and it only touches
  * indexed queries: opening the store, one incremental read of the session's transcript, one SUM per budget.
  */
+import { parseJsonObject } from '../../json-input.js';
 import { spawn } from 'node:child_process';
 import { existsSync, fstatSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -58,14 +59,8 @@ const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 
 
 /** Null when the text is not a JSON object. */
 export function parseHookInput(text: string): HookInput | null {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return null;
-  const d = doc as Record<string, unknown>;
+  const d = parseJsonObject(text);
+  if (!d) return null;
   return { sessionId: str(d.session_id), transcriptPath: str(d.transcript_path), cwd: str(d.cwd), event: str(d.hook_event_name) };
 }
 
