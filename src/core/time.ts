@@ -6,7 +6,15 @@ export function systemTimeZone(): string {
   return process.env.TZ || Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 }
 
+const UTC_NAMES = new Set(['UTC', 'Etc/UTC', 'GMT', 'Etc/GMT', 'UCT', 'Etc/UCT', 'Zulu', 'Etc/Zulu', 'Universal', 'Etc/Universal']);
+
+/** UTC needs no time zone data: answering it without Intl saves the ~20 ms ICU takes to load zone data. */
+function isUtc(tz: string): boolean {
+  return UTC_NAMES.has(tz);
+}
+
 export function assertTimeZone(tz: string): string {
+  if (isUtc(tz)) return tz;
   try {
     new Intl.DateTimeFormat('en-CA', { timeZone: tz });
     return tz;
@@ -23,11 +31,17 @@ const SIX_HOURS = 6 * 3600 * 1000;
  * so one lookup per quarter hour is exact and lets reports bucket pre-aggregated rows.
  */
 export class LocalCalendar {
-  private readonly fmt: Intl.DateTimeFormat;
+  private fmtCache?: Intl.DateTimeFormat;
   private readonly cache = new Map<number, string>();
+  /** The zone is UTC, or the process's own (TZ): offsets come from Date without loading Intl's zone data. */
+  private readonly offsetFromDate: boolean;
 
   constructor(readonly timeZone: string) {
-    this.fmt = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    this.offsetFromDate = isUtc(timeZone) || process.env.TZ === timeZone;
+  }
+
+  private get fmt(): Intl.DateTimeFormat {
+    return this.fmtCache ??= new Intl.DateTimeFormat('en-CA', { timeZone: this.timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
   }
 
   /** YYYY-MM-DD of the instant in this zone. */
@@ -59,6 +73,8 @@ export class LocalCalendar {
   }
 
   private offsetAt(ts: number): number {
+    if (isUtc(this.timeZone)) return 0;
+    if (this.offsetFromDate) return -new Date(ts).getTimezoneOffset() * 60_000;
     this.partsFmt ??= new Intl.DateTimeFormat('en-US', {
       timeZone: this.timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
       hour: '2-digit', minute: '2-digit', second: '2-digit',
@@ -80,6 +96,7 @@ export class LocalCalendar {
 
   /** Epoch ms of local midnight starting `date` (YYYY-MM-DD). */
   startOfDay(date: string): number {
+    if (isUtc(this.timeZone)) return Date.parse(`${date}T00:00:00Z`);
     // Start from UTC midnight and correct by the zone's offset; repeat once for DST edges.
     let guess = Date.parse(`${date}T00:00:00Z`);
     for (let i = 0; i < 3; i++) {

@@ -16,6 +16,21 @@ describe('LocalCalendar', () => {
     }
   });
 
+  it('computes the same dates from the process zone (TZ) without Intl', () => {
+    const saved = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const cal = new LocalCalendar('America/New_York');
+      const intl = new Intl.DateTimeFormat('en-CA', { timeZone: 'America/New_York', year: 'numeric', month: '2-digit', day: '2-digit' });
+      for (let t = Date.parse('2026-10-25T00:00:00Z'); t < Date.parse('2026-11-05T00:00:00Z'); t += 15 * 60_000) {
+        assert.equal(cal.date(t), intl.format(new Date(t)));
+      }
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+  });
+
   it('finds local midnight, also on a DST day', () => {
     const ny = new LocalCalendar('America/New_York');
     assert.equal(new Date(ny.startOfDay('2026-03-08')).toISOString(), '2026-03-08T05:00:00.000Z');
