@@ -163,6 +163,17 @@ describe('tokentally CLI', () => {
     assert.equal(JSON.parse(runCli(['sync', '--json'], env).stdout).files.unchanged, 2);
   });
 
+  it('never prints control characters from transcripts to the terminal', () => {
+    const claude = mkdtempSync(join(tmpdir(), 'tt-cli-esc-'));
+    writeTranscript(claude, 'p/s.jsonl', [assistantLine({ sessionId: 'esc', cwd: '/home/\u001b[2J\u001b]0;pwned\u0007evil', model: 'claude-\u001b[31mred' })]);
+    const env = isolatedEnv({ CLAUDE_CONFIG_DIR: claude });
+    for (const args of [['project'], ['model'], ['session'], ['daily', '--breakdown']]) {
+      const r = runCli(args, env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /[\u001b\u0007]/, `${args.join(' ')} printed a control character`);
+    }
+  });
+
   it('says where it looked when there are no transcripts', () => {
     const env = isolatedEnv();
     const r = runCli(['daily'], env);

@@ -45,8 +45,18 @@ export interface Column {
 }
 
 /** A borderless table that fits the terminal; colours only on a TTY. */
+/**
+ * Replace control characters (C0 but newline, DEL, C1) with '?': project paths, session ids and model names come from
+ * transcripts, which are untrusted, and an escape sequence in them must not reach the terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, '?');
+}
+
 export function renderTable(columns: Column[], rows: string[][], footer?: string[]): string {
   const { Table, pc } = lazy;
+  rows = rows.map((r) => r.map(printable));
+  footer = footer?.map(printable);
   const table = new Table({
     head: columns.map((c) => pc.bold(c.header)),
     colAligns: columns.map((c) => c.align ?? 'right'),
@@ -78,6 +88,7 @@ export function terminalWidth(): number {
 
 /** Word-wrap prose to the terminal width (tables are sized separately). */
 export function wrap(text: string, width = terminalWidth()): string {
+  text = printable(text);
   const out: string[] = [];
   let line = '';
   for (const word of text.split(/\s+/)) {

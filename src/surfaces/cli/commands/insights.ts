@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadSessionModels } from '../../../analysis/audit-data.js';
 import { buildInsights, CLEAR_EVERY, type Insights } from '../../../analysis/insights.js';
-import { formatInt, formatUsd, wrap } from '../format.js';
+import { formatInt, formatUsd, wrap, printable } from '../format.js';
 import { item, parsePositiveInt, scopeFrom, withStore, type CommonFlags, type ScopeFlags } from './session-audit.js';
 
 interface InsightsFlags extends CommonFlags, Omit<ScopeFlags, 'session'> {
@@ -34,7 +34,7 @@ export function registerInsights(program: Command): void {
         if (flags.json) {
           process.stdout.write(JSON.stringify({ label, ...insights, findings: insights.findings.slice(0, limit) }, null, 2) + '\n');
         } else {
-          process.stdout.write(insightsText(insights, label, limit) + '\n');
+          process.stdout.write(printable(insightsText(insights, label, limit)) + '\n');
         }
       });
     });

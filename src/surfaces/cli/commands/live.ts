@@ -1,3 +1,4 @@
+import { printable } from '../format.js';
 import type { Command } from 'commander';
 import { clockNow, findActiveBlock, type Block } from '../../../analysis/blocks.js';
 import { assertTimeZone, LocalCalendar, systemTimeZone } from '../../../core/time.js';
@@ -93,9 +94,10 @@ export async function collectLiveSnapshot(store: Store,
   for (const g of groups) {
     const key = g.session ?? '';
     let s = bySession.get(key);
-    if (!s) bySession.set(key, (s = { sessionId: g.session ?? null, project: null, models: [], requests: 0, cost: 0, unknownCostTokens: 0, lastTs: 0 }));
-    s.project ??= g.project ?? null;
-    if (g.model && !s.models.includes(g.model)) s.models.push(g.model);
+    // Transcript text is untrusted: no control characters reach the terminal.
+    if (!s) bySession.set(key, (s = { sessionId: g.session ? printable(g.session) : null, project: null, models: [], requests: 0, cost: 0, unknownCostTokens: 0, lastTs: 0 }));
+    s.project ??= g.project ? printable(g.project) : null;
+    if (g.model && !s.models.includes(printable(g.model))) s.models.push(printable(g.model));
     s.requests += g.requests;
     s.cost += g.cost;
     s.unknownCostTokens += g.unknownCostTokens;

@@ -11,7 +11,7 @@ import { attributeTools, type ToolAttribution } from '../../../analysis/tool-att
 import type { Store } from '../../../store/store.js';
 import { loadPriceBook, openStore } from '../context.js';
 import { UsageError, UserFacingError } from '../errors.js';
-import { formatCompact, formatInt, formatPercent, formatUsd, renderTable, terminalWidth, wrap, type Column } from '../format.js';
+import { formatCompact, formatInt, formatPercent, formatUsd, renderTable, terminalWidth, wrap, type Column, printable } from '../format.js';
 import { describeSync, runSync } from './sync.js';
 
 export interface CommonFlags {
@@ -108,7 +108,7 @@ export async function runSessionAudit(id: string, flags: SessionAuditFlags): Pro
     const audit = auditSession(model, prices);
     const tools = attributeTools([model], { largest: 10 });
     if (flags.json) process.stdout.write(JSON.stringify(auditJson(audit, tools), null, 2) + '\n');
-    else process.stdout.write(auditText(audit, tools, tz) + '\n');
+    else process.stdout.write(printable(auditText(audit, tools, tz)) + '\n');
   });
 }
 

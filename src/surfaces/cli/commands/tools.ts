@@ -1,4 +1,5 @@
 /** `tokentally tools`: what tool results cost, sent once and carried on later requests, per tool and across sessions. */
+import { printable } from '../format.js';
 import type { Command } from 'commander';
 import { loadSessionModels } from '../../../analysis/audit-data.js';
 import { attributeTools } from '../../../analysis/tool-attribution.js';
@@ -29,7 +30,7 @@ export function registerTools(program: Command): void {
         if (flags.json) {
           process.stdout.write(JSON.stringify({ scope: label, sessions: models.length, ...toolsJson(tools) }, null, 2) + '\n');
         } else {
-          process.stdout.write(toolsText(tools, { limit, title: `Tool results, ${label} (${models.length} sessions)` }) + '\n');
+          process.stdout.write(printable(toolsText(tools, { limit, title: `Tool results, ${label} (${models.length} sessions)` })) + '\n');
         }
       });
     });

@@ -5,7 +5,7 @@ import { parseRouteRules, RouteRuleError, type RouteRule } from '../../../analys
 import { whatIf, type WhatIfPolicy, type WhatIfResult } from '../../../analysis/whatif.js';
 import type { PriceBook } from '../../../core/pricing/pricebook.js';
 import { UsageError } from '../errors.js';
-import { formatInt, formatUsd, wrap } from '../format.js';
+import { formatInt, formatUsd, wrap, printable } from '../format.js';
 import { item, parsePositiveInt, scopeFrom, withStore, type CommonFlags, type ScopeFlags } from './session-audit.js';
 
 interface WhatIfFlags extends CommonFlags, ScopeFlags {
@@ -39,7 +39,7 @@ export function registerWhatIf(program: Command): void {
         const models = await loadSessionModels(store, prices, scope);
         const result = whatIf(models, policy, prices);
         if (flags.json) process.stdout.write(JSON.stringify({ scope: label, sessionsInScope: models.length, ...result }, null, 2) + '\n');
-        else process.stdout.write(whatIfText(result, label) + '\n');
+        else process.stdout.write(printable(whatIfText(result, label)) + '\n');
       });
     });
 }
