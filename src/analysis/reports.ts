@@ -1,5 +1,5 @@
 import { SYNTHETIC_MODEL } from '../core/pricing/catalog.js';
-import { LocalCalendar } from '../core/time.js';
+import { LocalCalendar, weekStartOf } from '../core/time.js';
 import type { RequestFilter, Store, UsageGroup } from '../store/store.js';
 
 export type ReportKind = 'daily' | 'weekly' | 'monthly' | 'session' | 'project' | 'model';
@@ -71,10 +71,12 @@ export async function buildReport(store: Store, kind: ReportKind, opts: ReportOp
     case 'daily':
     case 'weekly':
     case 'monthly': {
-      groups = await store.summarize(filter, ['quarterHour', 'model']);
-      const period = kind === 'daily' ? (t: number) => cal.date(t) : kind === 'monthly' ? (t: number) => cal.month(t)
-        : (t: number) => cal.week(t, opts.weekStart);
-      keyOf = (g) => period(g.quarterHour! * 900_000);
+      // Let the store add up whole local days: a few hundred rows instead of one per quarter hour and model.
+      const [range] = await store.summarize(filter, []);
+      groups = range ? await store.summarize({ ...filter, localDayOffsets: cal.offsetChanges(range.firstTs, range.lastTs + 1) },
+        ['localDay', 'model']) : [];
+      const dateOf = (g: UsageGroup) => new Date(g.localDay! * 86_400_000).toISOString().slice(0, 10);
+      keyOf = kind === 'daily' ? dateOf : kind === 'monthly' ? (g) => dateOf(g).slice(0, 7) : (g) => weekStartOf(dateOf(g), opts.weekStart);
       break;
     }
     case 'session':

@@ -72,6 +72,37 @@ export class LocalCalendar {
     return offset;
   }
 
+  /**
+   * The zone's UTC offsets from `fromTs` to `toTs`, as changes at quarter-hour boundaries: checked day by day,
+   * with each change located to its quarter hour by bisection (offsets change at most a few times a year).
+   */
+  offsetChanges(fromTs: number, toTs: number): { fromQ: number; offsetQ: number }[] {
+    const Q = QUARTER_HOUR;
+    const offQ = (q: number) => Math.round(this.offsetAt(q * Q) / Q);
+    let q = Math.floor(fromTs / Q);
+    const lastQ = Math.max(q, Math.ceil(toTs / Q));
+    const changes = [{ fromQ: q, offsetQ: offQ(q) }];
+    if (isUtc(this.timeZone)) return changes;
+    for (let next = q + 96; q < lastQ; q = next, next += 96) {
+      const end = Math.min(next, lastQ);
+      let current = changes[changes.length - 1].offsetQ;
+      while (offQ(end) !== current) {
+        // Bisect for the first quarter hour in (q, end] with another offset.
+        let lo = q;
+        let hi = end;
+        while (hi - lo > 1) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (offQ(mid) === current) lo = mid;
+          else hi = mid;
+        }
+        current = offQ(hi);
+        changes.push({ fromQ: hi, offsetQ: current });
+        q = hi;
+      }
+    }
+    return changes;
+  }
+
   private offsetAt(ts: number): number {
     if (isUtc(this.timeZone)) return 0;
     if (this.offsetFromDate) return -new Date(ts).getTimezoneOffset() * 60_000;

@@ -29,6 +29,14 @@ export interface RequestFilter {
   /** Substring of the project path. */
   project?: string;
   sessionId?: string;
+  /** The zone's UTC offsets over the range, needed to group by `localDay` (see LocalCalendar.offsetChanges). */
+  localDayOffsets?: OffsetChange[];
+}
+
+/** From quarter hour `fromQ` on (until the next change), local time is UTC + `offsetQ` quarter hours. */
+export interface OffsetChange {
+  fromQ: number;
+  offsetQ: number;
 }
 
 /** Transcripts are read in two passes with their own positions: requests (every report) and tool facts (audits). */
@@ -40,10 +48,12 @@ export interface FactFilter {
   toTs?: number;
 }
 
-export type GroupDim = 'quarterHour' | 'model' | 'session' | 'project';
+export type GroupDim = 'quarterHour' | 'localDay' | 'model' | 'session' | 'project';
 
 export interface UsageGroup {
   quarterHour?: number;
+  /** Local calendar day as days since 1970-01-01 (with `localDay` grouping). */
+  localDay?: number;
   model?: string | null;
   session?: string | null;
   project?: string | null;

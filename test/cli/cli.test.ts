@@ -70,6 +70,21 @@ describe('tokentally CLI', () => {
     assert.deepEqual(j.daily.map((d: { date: string }) => d.date), ['2026-11-21']);
   });
 
+  it('puts each request on its local day across a DST switch', () => {
+    const claude = mkdtempSync(join(tmpdir(), 'tt-cli-dst-'));
+    // New York switches to EDT at 2026-03-08 07:00Z; local midnight is 05:00Z before and 04:00Z after.
+    const stamps = ['2026-03-08T04:30:00.000Z', '2026-03-08T05:10:00.000Z', '2026-03-09T03:50:00.000Z', '2026-03-09T04:05:00.000Z', '2026-03-10T03:59:00.000Z'];
+    writeTranscript(claude, 'p/dst.jsonl', stamps.map((timestamp, i) => assistantLine({ sessionId: 'dst', timestamp, input: 10 ** i, output: 0 })));
+    const env = isolatedEnv({ CLAUDE_CONFIG_DIR: claude });
+    const j = JSON.parse(runCli(['daily', '--json', '--timezone', 'America/New_York'], env).stdout);
+    const intl = new Intl.DateTimeFormat('en-CA', { timeZone: 'America/New_York', year: 'numeric', month: '2-digit', day: '2-digit' });
+    const want = new Map<string, number>();
+    stamps.forEach((t, i) => want.set(intl.format(new Date(t)), (want.get(intl.format(new Date(t))) ?? 0) + 10 ** i));
+    assert.deepEqual(j.daily.map((d: { date: string; inputTokens: number }) => [d.date, d.inputTokens]), [...want.entries()]);
+    const w = JSON.parse(runCli(['weekly', '--json', '--timezone', 'America/New_York', '--start-of-week', 'monday'], env).stdout);
+    assert.deepEqual(w.weekly.map((x: { week: string }) => x.week), ['2026-03-02', '2026-03-09']);
+  });
+
   it('filters with --since/--until and --project', () => {
     const env = envWithData();
     const j = JSON.parse(runCli(['daily', '--json', '--since', '2026-11-21', '--until', '20261121'], env).stdout);

@@ -31,6 +31,22 @@ describe('LocalCalendar', () => {
     }
   });
 
+  it('lists the offset changes over a range, to the quarter hour, for SQL day grouping', () => {
+    const from = Date.parse('2026-03-01T00:00:00Z');
+    const to = Date.parse('2026-11-15T00:00:00Z');
+    for (const tz of ['UTC', 'America/New_York', 'Europe/London', 'Australia/Lord_Howe', 'Asia/Kathmandu', 'Pacific/Chatham']) {
+      const changes = new LocalCalendar(tz).offsetChanges(from, to);
+      const intl = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' });
+      for (let q = from / 900_000; q < to / 900_000; q++) {
+        let offsetQ = changes[0].offsetQ;
+        for (const c of changes) if (q >= c.fromQ) offsetQ = c.offsetQ;
+        const day = new Date(Math.floor((q + offsetQ) / 96) * 86_400_000).toISOString().slice(0, 10);
+        assert.equal(day, intl.format(new Date(q * 900_000)), `${tz} at ${new Date(q * 900_000).toISOString()}`);
+      }
+      if (tz === 'America/New_York' || tz === 'Europe/London' || tz === 'Australia/Lord_Howe') assert.equal(changes.length, 3, tz);
+    }
+  });
+
   it('finds local midnight, also on a DST day', () => {
     const ny = new LocalCalendar('America/New_York');
     assert.equal(new Date(ny.startOfDay('2026-03-08')).toISOString(), '2026-03-08T05:00:00.000Z');

@@ -217,20 +217,22 @@ export class SqliteStore implements Store {
   async summarize(filter: RequestFilter, groupBy: GroupDim[]): Promise<UsageGroup[]> {
     return this.guard(() => {
       const byTimeAndModel = filter.project === undefined && filter.sessionId === undefined
-        && groupBy.every((d) => d === 'quarterHour' || d === 'model');
+        && groupBy.every((d) => d === 'quarterHour' || d === 'localDay' || d === 'model');
       const rows = byTimeAndModel ? this.summarizeFromRollup(filter, groupBy) : this.summarizeRequests(filter, groupBy);
       return rows.filter((r) => r.requests > 0);
     });
   }
 
   private summarizeRequests(filter: RequestFilter, groupBy: GroupDim[]): UsageGroup[] {
+    const day = groupBy.includes('localDay') ? localDayExpr(filter) : '';
     const dimSql: Record<GroupDim, string> = {
       quarterHour: 'quarter_hour AS quarterHour',
+      localDay: `${day} AS localDay`,
       model: 'model',
       session: 'session_id AS session',
       project: 'project',
     };
-    const dimKey: Record<GroupDim, string> = { quarterHour: 'quarter_hour', model: 'model', session: 'session_id', project: 'project' };
+    const dimKey: Record<GroupDim, string> = { quarterHour: 'quarter_hour', localDay: 'localDay', model: 'model', session: 'session_id', project: 'project' };
     const { where, params } = whereClause(filter);
     const select = [
       ...groupBy.map((d) => dimSql[d]),
@@ -258,18 +260,20 @@ export class SqliteStore implements Store {
     const params: Row = {};
     if (fromQ !== undefined) { parts.push('quarter_hour >= @fromQ'); params.fromQ = fromQ; }
     if (toQ !== undefined) { parts.push('quarter_hour < @toQ'); params.toQ = toQ; }
-    const dims = groupBy.map((d) => (d === 'quarterHour' ? 'quarter_hour AS quarterHour' : "NULLIF(model, '') AS model"));
-    const keys = groupBy.map((d) => (d === 'quarterHour' ? 'quarter_hour' : 'model'));
+    const dims = groupBy.map((d) => (d === 'quarterHour' ? 'quarter_hour AS quarterHour'
+      : d === 'localDay' ? `${localDayExpr(filter)} AS localDay` : "NULLIF(model, '') AS model"));
+    const keys = groupBy.map((d) => (d === 'quarterHour' ? 'quarter_hour' : d === 'localDay' ? 'localDay' : 'model'));
     const rows = this.db.prepare(`SELECT ${[...dims, 'SUM(requests) AS requests', 'SUM(input) AS input', 'SUM(output) AS output',
       'SUM(cache_write_5m) AS cacheWrite5m', 'SUM(cache_write_1h) AS cacheWrite1h', 'SUM(cache_read) AS cacheRead',
       'SUM(web_searches) AS webSearches', 'TOTAL(cost) AS cost', 'SUM(unknown_tokens) AS unknownCostTokens',
       'SUM(unknown_requests) AS unknownCostRequests', 'MIN(first_ts) AS firstTs', 'MAX(last_ts) AS lastTs'].join(', ')}
       FROM rollup ${parts.length ? `WHERE ${parts.join(' AND ')}` : ''} ${keys.length ? `GROUP BY ${keys.join(', ')}` : ''}`).all(params) as UsageGroup[];
     const edges: UsageGroup[] = [];
-    if (fromQ !== undefined && filter.fromTs! < fromQ * Q) edges.push(...this.summarizeRequests({ fromTs: filter.fromTs, toTs: fromQ * Q }, groupBy));
-    if (toQ !== undefined && filter.toTs! > toQ * Q) edges.push(...this.summarizeRequests({ fromTs: toQ * Q, toTs: filter.toTs }, groupBy));
+    const offsets = filter.localDayOffsets;
+    if (fromQ !== undefined && filter.fromTs! < fromQ * Q) edges.push(...this.summarizeRequests({ fromTs: filter.fromTs, toTs: fromQ * Q, localDayOffsets: offsets }, groupBy));
+    if (toQ !== undefined && filter.toTs! > toQ * Q) edges.push(...this.summarizeRequests({ fromTs: toQ * Q, toTs: filter.toTs, localDayOffsets: offsets }, groupBy));
     if (edges.length === 0) return rows;
-    const keyOf = (g: UsageGroup) => `${g.quarterHour ?? ''}\u0000${g.model ?? ''}`;
+    const keyOf = (g: UsageGroup) => `${g.quarterHour ?? ''}\u0000${g.localDay ?? ''}\u0000${g.model ?? ''}`;
     const merged = new Map(rows.map((g) => [keyOf(g), g]));
     for (const e of edges) {
       const g = merged.get(keyOf(e));
@@ -544,6 +548,16 @@ function migrate(db: Database.Database, path: string): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+}
+
+/** SQL for the local day of `quarter_hour`: UTC plus the offset in force, in whole days since 1970-01-01. */
+function localDayExpr(filter: RequestFilter): string {
+  const changes = filter.localDayOffsets;
+  if (!changes?.length) throw new Error('grouping by localDay needs filter.localDayOffsets');
+  const q = (n: number) => String(Math.trunc(n));
+  const offset = changes.length === 1 ? q(changes[0].offsetQ)
+    : `CASE ${[...changes].reverse().slice(0, -1).map((c) => `WHEN quarter_hour >= ${q(c.fromQ)} THEN ${q(c.offsetQ)}`).join(' ')} ELSE ${q(changes[0].offsetQ)} END`;
+  return `((quarter_hour + ${offset}) / 96)`;
 }
 
 function checkpointTable(pass: SyncPass): string {
