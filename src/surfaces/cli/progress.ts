@@ -22,15 +22,16 @@ export function syncProgressReporter(enabled: boolean): { onProgress?: (p: SyncP
           format: 'syncing transcripts [{bar}] {percentage}% | {mb}/{totalMb} MB | {files}/{totalFiles} files',
           hideCursor: true, clearOnComplete: true,
         }, cliProgress.Presets.shades_classic);
-        b.start(p.bytesTotal || 1, p.bytesDone, { mb: 0, totalMb: 0, files: 0, totalFiles: 0 });
+        b.start(p.bytesTotal || 1, p.bytesDone, payload(p));
         bar = b;
       }
       bar.setTotal(p.bytesTotal || 1);
-      bar.update(p.bytesDone, {
-        mb: (p.bytesDone / 1048576).toFixed(0), totalMb: (p.bytesTotal / 1048576).toFixed(0),
-        files: p.filesDone, totalFiles: p.filesTotal,
-      });
+      bar.update(p.bytesDone, payload(p));
     },
     stop: () => bar?.stop(),
   };
+}
+
+function payload(p: SyncProgress) {
+  return { mb: (p.bytesDone / 1048576).toFixed(0), totalMb: (p.bytesTotal / 1048576).toFixed(0), files: p.filesDone, totalFiles: p.filesTotal };
 }

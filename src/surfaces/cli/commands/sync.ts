@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { syncTranscripts, type SyncReport } from '../../../sources/transcripts/sync.js';
 import type { Store } from '../../../store/store.js';
 import { loadPriceBook, openStore } from '../context.js';
-import { formatInt } from '../format.js';
+import { formatInt, printable, wrap } from '../format.js';
 import { syncProgressReporter } from '../progress.js';
 
 /** Import new transcript lines; shared by every report that syncs first. */
@@ -37,7 +37,8 @@ export function describeSync(r: SyncReport, verbose: boolean): string {
     if (verbose) for (const s of r.skippedLines) lines.push(`  ${s.file}:${s.line}: ${s.reason.replace(/_/g, ' ')}`);
   }
   for (const e of r.errors) lines.push(`could not read ${e.file}: ${e.message} (other files were imported)`);
-  return lines.join('\n');
+  // file:line entries stay whole (they are meant to be copied); prose wraps to the terminal.
+  return lines.map((l) => (l.startsWith('  ') ? printable(l) : wrap(l))).join('\n');
 }
 
 export function registerSync(program: Command): void {
