@@ -181,11 +181,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
             this.body = null; // too large to inspect: forwarded untouched, recorded without model/messages
           }
         }
-        const upReq = this.upReq;
-        if (upReq && !upReq.destroyed && !upReq.writableEnded && !upReq.write(chunk)) {
-          req.pause();
-          upReq.once('drain', () => req.resume());
-        }
+        this.forwardChunk(chunk);
       });
       req.on('end', () => {
         this.reqEnded = true;
@@ -196,6 +192,15 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       res.on('close', () => {
         if (!this.done) this.clientGone();
       });
+    }
+
+    /** Write a request chunk upstream, pausing the client while the upstream socket is full (backpressure). */
+    private forwardChunk(chunk: Buffer): void {
+      const upReq = this.upReq;
+      if (upReq && !upReq.destroyed && !upReq.writableEnded && !upReq.write(chunk)) {
+        this.req.pause();
+        upReq.once('drain', () => this.req.resume());
+      }
     }
 
     /**
@@ -223,11 +228,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
           for (const c of chunks) this.upReq!.write(c);
           chunks.length = 0;
         }
-        const upReq = this.upReq;
-        if (upReq && !upReq.destroyed && !upReq.writableEnded && !upReq.write(chunk)) {
-          req.pause();
-          upReq.once('drain', () => req.resume());
-        }
+        this.forwardChunk(chunk);
       });
       req.on('end', () => {
         this.reqEnded = true;
