@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// Part of `npm run build` (after tsc): bundles the statusline command into one CommonJS file, dist/statusline.cjs,
+// which bin/tokentally.js runs for `tokentally statusline` (with a V8 code cache, see there).
+//
+// Why: the statusline is a new process after every assistant message, and its budget is ~10 ms above Node's own
+// start. Loading the ES module graph of dist/ (Node's ESM loader, ~25 files resolved and compiled one by one) and
+// better-sqlite3's dozen CommonJS files took most of that; one script compiled from a code cache takes ~1 ms.
+//
+// What goes in: dist/src/surfaces/statusline/run.js and everything it imports, statically or not (the store, the
+// transcript importer, block finder), plus better-sqlite3's JavaScript. What stays outside: better-sqlite3's
+// compiled addon (loaded from node_modules as before) and Node's built-ins. The bundle is built from tsc's output,
+// so it runs exactly the code the tests run.
+//
+// Without esbuild (a production install without devDependencies) it prints a note and exits 0: bin/tokentally.js
+// then runs the statusline from dist/ as before, only slower.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DIST = join(ROOT, 'dist');
+const ENTRY = join(DIST, 'src', 'surfaces', 'statusline', 'run.js');
+const OUT = join(DIST, 'statusline.cjs');
+const require = createRequire(import.meta.url);
+
+let esbuild;
+try {
+  esbuild = require('esbuild');
+} catch {
+  rmSync(OUT, { force: true });
+  process.stderr.write('build-statusline: esbuild is not installed (devDependency); the statusline runs unbundled (slower start)\n');
+  process.exit(0);
+}
+if (!existsSync(ENTRY)) {
+  process.stderr.write(`build-statusline: ${relative(ROOT, ENTRY)} is missing: run tsc first\n`);
+  process.exit(1);
+}
+
+const betterSqlite = dirname(require.resolve('better-sqlite3/package.json'));
+const toPosix = (p) => p.split(sep).join('/');
+
+const plugins = [{
+  name: 'tokentally-statusline',
+  setup(build) {
+    // `import.meta.url` of each dist module, as that module's own file: sqlite-store resolves better-sqlite3 from it
+    // and sync starts parse workers from `new URL('./parse-worker.js', import.meta.url)` (dist/, not the bundle).
+    build.onLoad({ filter: /\.js$/ }, (args) => {
+      if (!args.path.startsWith(join(DIST, 'src') + sep)) return undefined;
+      let text = readFileSync(args.path, 'utf8');
+      if (text.includes('import.meta.url')) {
+        text = text.replaceAll('import.meta.url', `__ttModuleUrl(${JSON.stringify(toPosix(relative(DIST, args.path)))})`);
+      }
+      // sqlite-store loads better-sqlite3 with a createRequire'd require (CommonJS from ESM); bundle its JavaScript
+      // instead: its twelve files cost ~6 ms to resolve and compile at every start.
+      if (args.path === join(DIST, 'src', 'store', 'sqlite', 'sqlite-store.js')) {
+        const call = /\brequire\((['"])better-sqlite3\1\)/;
+        if (call.test(text)) text = `import __ttBetterSqlite3 from 'better-sqlite3';\n${text.replace(call, '__ttBetterSqlite3')}`;
+        else process.stderr.write('build-statusline: note: sqlite-store.js no longer calls require(\'better-sqlite3\'); it stays external\n');
+      }
+      return { contents: text, loader: 'js' };
+    });
+    build.onResolve({ filter: /^better-sqlite3$/ }, () => ({ path: join(betterSqlite, 'lib', 'index.js') }));
+    // better-sqlite3 finds its addon with `bindings` only when no nativeBinding path is given (sqlite-store passes
+    // build/Release/better_sqlite3.node when it exists): the real package, rooted at better-sqlite3's folder.
+    build.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'tokentally' }));
+    build.onLoad({ filter: /^bindings$/, namespace: 'tokentally' }, () => ({
+      loader: 'js',
+      contents: `const { createRequire } = require('node:module');
+const { dirname } = require('node:path');
+module.exports = function bindings(opts) {
+  const pkg = require.resolve('better-sqlite3/package.json');
+  return createRequire(pkg)('bindings')({ ...(typeof opts === 'string' ? { bindings: opts } : opts), module_root: dirname(pkg) });
+};`,
+    }));
+    // node:worker_threads costs ~3 ms to load (it pulls in streams); the statusline only needs it when a session's
+    // first import is over 32 MiB (parse workers). This bundle runs on the main thread only (the workers run
+    // dist/src/sources/transcripts/parse-worker.js), so parse-worker's module-level `parentPort` is null here.
+    build.onResolve({ filter: /^(node:)?worker_threads$/ }, () => ({ path: 'worker_threads', namespace: 'tokentally' }));
+    build.onLoad({ filter: /^worker_threads$/, namespace: 'tokentally' }, () => ({
+      loader: 'js',
+      contents: `let m;
+const load = () => (m ??= require('node:worker_threads'));
+module.exports = {
+  get Worker() { return load().Worker; },
+  parentPort: null,
+  workerData: null,
+  isMainThread: true,
+};`,
+    }));
+  },
+}];
+
+const result = await esbuild.build({
+  entryPoints: [ENTRY],
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  write: false,
+  outfile: OUT,
+  // Only the shim below asks for it, with require.resolve, at run time.
+  external: ['better-sqlite3/package.json'],
+  plugins,
+  logLevel: 'warning',
+  legalComments: 'none',
+  // Smaller to read and to hash; names are kept (TOKENTALLY_DEBUG stack traces stay readable).
+  minifyWhitespace: true,
+  minifySyntax: true,
+  banner: {
+    js: '"use strict";\nconst __ttModuleUrl = (p) => require("node:url").pathToFileURL(require("node:path").join(__dirname, p)).href;',
+  },
+});
+const code = result.outputFiles[0].text;
+// The first line identifies the build: bin/tokentally.js keys the V8 code cache on it (V8 itself only checks the
+// source length, so a rebuild of the same length must not reuse a stale cache).
+const id = createHash('sha256').update(code).digest('hex').slice(0, 16);
+const tmp = `${OUT}.${process.pid}.tmp`;
+writeFileSync(tmp, `// tokentally statusline bundle ${id}\n${code}`);
+renameSync(tmp, OUT);
