@@ -1,2 +1,81 @@
 #!/usr/bin/env node
-import '../dist/src/surfaces/cli/main.js';
+'use strict';
+// CommonJS (bin/package.json): an ES module here would start Node's ESM loader (~6 ms) before anything runs,
+// which `tokentally statusline` cannot afford. Every other command loads the ES modules in dist/.
+
+/**
+ * `tokentally statusline` runs after every assistant message, a new process each time: it runs the one-file
+ * bundle dist/statusline.cjs (scripts/build-statusline.mjs) compiled from a V8 code cache kept in
+ * TOKENTALLY_HOME/cache. Returns false when there is no bundle (built without esbuild): the ES modules answer.
+ */
+function runStatuslineBundle() {
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const file = path.join(__dirname, '..', 'dist', 'statusline.cjs');
+  let source;
+  try {
+    source = fs.readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  const vm = require('node:vm');
+  const { createRequire, wrap } = require('node:module');
+  const env = process.env;
+  const home = env.TOKENTALLY_HOME && env.TOKENTALLY_HOME.trim()
+    ? path.resolve(env.TOKENTALLY_HOME.trim()) : path.join(env.HOME || require('node:os').homedir(), '.tokentally');
+  const cacheFile = path.join(home, 'cache', 'statusline-code.v8');
+  // The cache belongs to this build of the bundle (its first line) and this Node; V8 also checks its own version
+  // and flags, and rejects data that does not fit (then it compiles as usual and the cache is rewritten).
+  const key = `${source.slice(0, source.indexOf('\n'))} ${process.version} ${process.arch}`;
+  let cachedData;
+  let cachedStage = -1;
+  try {
+    const buf = fs.readFileSync(cacheFile);
+    const nl = buf.indexOf(10);
+    const header = buf.toString('latin1', 0, nl);
+    const sp = header.lastIndexOf(' ');
+    if (header.slice(0, sp) === key) {
+      cachedData = buf.subarray(nl + 1);
+      cachedStage = Number(header.slice(sp + 1));
+    }
+  } catch {
+    // no cache yet
+  }
+  let script;
+  const mod = { exports: {} };
+  try {
+    script = new vm.Script(wrap(source), { filename: file, cachedData });
+    script.runInThisContext().call(mod.exports, mod.exports, createRequire(file), mod, file, path.dirname(file));
+  } catch {
+    return false;
+  }
+  const { runStatusline, statuslineStage } = mod.exports;
+  runStatusline(process.argv.slice(3)).then((code) => {
+    // Functions are compiled when first called, and the cache holds those compiled so far: rewrite it when this
+    // run went further (opened the store, imported the transcript) than the run that wrote it.
+    const stage = statuslineStage();
+    if (cachedData === undefined || script.cachedDataRejected || stage > cachedStage) {
+      try {
+        const data = script.createCachedData();
+        fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+        const tmp = `${cacheFile}.${process.pid}.tmp`;
+        fs.writeFileSync(tmp, Buffer.concat([Buffer.from(`${key} ${stage}\n`, 'latin1'), data]));
+        fs.renameSync(tmp, cacheFile);
+      } catch {
+        // read-only home: no code cache
+      }
+    }
+    process.exit(code);
+  }, (err) => {
+    // runStatusline reports its own failures; this is the never-a-stack-trace guard.
+    fs.writeSync(1, 'tokentally: unavailable\n');
+    if (env.TOKENTALLY_DEBUG) fs.writeSync(2, `${(err && err.stack) || err}\n`);
+    process.exit(0);
+  });
+  return true;
+}
+
+const argv = process.argv;
+if (!(argv[2] === 'statusline' && !argv.includes('--help') && !argv.includes('-h') && runStatuslineBundle())) {
+  import('../dist/src/surfaces/cli/main.js');
+}

@@ -144,6 +144,15 @@ async function todayIn(timeZone: string, now: number): Promise<Today> {
   return { date, start: cal.startOfDay(date) };
 }
 
+/**
+ * How far this process went: 0 answered from the line cache (or a usage error), 1 opened the store, 2 ran the
+ * transcript importer. bin/tokentally.js rewrites its V8 code cache when a run goes further than the cached one.
+ */
+let stage = 0;
+export function statuslineStage(): number {
+  return stage;
+}
+
 export interface ComputeOptions {
   now: number;
   /** IANA zone for "today"; default the process's own. */
@@ -159,6 +168,7 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
       const files = sessionFiles(input.transcriptPath);
       if (await anyChanged(store, files)) {
         // Loaded only when there is something to read (Claude Code also refreshes on timers and mode changes).
+        stage = 2;
         const { syncTranscripts } = await import('../../sources/transcripts/sync.js');
         const r = await syncTranscripts(checkpointsOf(store, files), { onlyPaths: files, env: opts.env, maxSkippedLines: 0 });
         if (r.errors.length) syncError = r.errors[0].message;
@@ -341,6 +351,7 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
         return 0;
       }
     }
+    stage = Math.max(stage, 1);
     const [{ SqliteStore }, { databasePath, loadPriceBook }] = await Promise.all([
       import('../../store/sqlite/sqlite-store.js'), import('../cli/context.js')]);
     // A statusline must not wait on a writer: a short busy timeout, then show what is stored.
