@@ -9,7 +9,8 @@
 //   2. throughput at 50 concurrent streams, alternating direct/proxy rounds of fixed duration:
 //      a. paced: events 5 ms apart (a model streams tokens over time; the target applies here)
 //      b. unpaced: 20 events back to back, CPU-bound: mock, proxy and load generator share the machine's cores, so
-//         this measures CPU sharing as much as the proxy; a bare node:http pipe proxy (pipe-proxy.mjs) runs too, for scale
+//         this measures CPU sharing as much as the proxy. Two references run too, for scale: a bare node:http pipe
+//         proxy (pipe-proxy.mjs) and a bare TCP relay (tcp-relay.mjs, no HTTP at all: the floor of any proxy here)
 //   3. memory: proxy RSS (after a forced GC) before and after 10,000 requests of which 1,000 are aborted mid-stream
 // A second proxy with 5 active budgets (day/week/month/model/key scopes, limits so large nothing blocks, so the
 // policy gate is not idle: every request is read whole, checked, reserved and settled) runs beside the plain one
@@ -217,6 +218,8 @@ async function main() {
   const mock = await start(process.execPath, [join(root, 'bench/proxy/mock-server.mjs')], env);
   const proxy = await start(process.execPath, ['--expose-gc', join(root, 'bin/tokentally.js'), 'proxy', '--port', '0', '--json', '--upstream', mock.info.url], env);
   const pipe = await start(process.execPath, [join(root, 'bench/proxy/pipe-proxy.mjs'), mock.info.url], env);
+  const relay = await start(process.execPath, [join(root, 'bench/proxy/tcp-relay.mjs'), mock.info.url], env);
+  const relayed = new URL(relay.info.listening);
   const direct = new URL(mock.info.url);
   const proxied = new URL(proxy.info.listening);
   const piped = new URL(pipe.info.listening);
@@ -248,10 +251,10 @@ async function main() {
   const withB = (o) => (budgeted ? { ...o, budgets: budgeted } : o);
 
   process.stderr.write('1/3 latency at 1 connection...\n');
-  const lat = await latency(withB({ direct, proxy: proxied, pipe: piped }));
+  const lat = await latency(withB({ direct, proxy: proxied, pipe: piped, relay: relayed }));
   process.stderr.write(`2/3 throughput at 50 concurrent streams (paced ${cfg.pacedDelayMs} ms, then unpaced)...\n`);
   const tp = await throughput(withB({ direct, proxy: proxied }), cfg.pacedDelayMs);
-  const tpu = await throughput(withB({ direct, proxy: proxied, pipe: piped }), 0);
+  const tpu = await throughput(withB({ direct, proxy: proxied, pipe: piped, relay: relayed }), 0);
   const budgetSettled = budgeted ? await settle(budgeted, 0) : null;
   process.stderr.write('3/3 memory over 10,000 requests (1,000 aborted mid-stream)...\n');
   const mem = await memory(proxied);
@@ -285,6 +288,8 @@ async function main() {
     `latency (ms) proxy:  p50 ${lat.proxy.p50.toFixed(3)} p90 ${lat.proxy.p90.toFixed(3)} p99 ${lat.proxy.p99.toFixed(3)} mean ${lat.proxy.mean.toFixed(3)} (n=${lat.proxy.n})`,
     `latency (ms) bare pipe proxy, for scale: p50 ${lat.pipe.p50.toFixed(3)} p90 ${lat.pipe.p90.toFixed(3)} p99 ${lat.pipe.p99.toFixed(3)} mean ${lat.pipe.mean.toFixed(3)}`
       + ` (added p50 ${(lat.pipe.p50 - lat.direct.p50).toFixed(3)}, p99 ${(lat.pipe.p99 - lat.direct.p99).toFixed(3)})`,
+    `latency (ms) bare TCP relay, the floor: p50 ${lat.relay.p50.toFixed(3)} p90 ${lat.relay.p90.toFixed(3)} p99 ${lat.relay.p99.toFixed(3)} mean ${lat.relay.mean.toFixed(3)}`
+      + ` (added p50 ${(lat.relay.p50 - lat.direct.p50).toFixed(3)}, p99 ${(lat.relay.p99 - lat.direct.p99).toFixed(3)})`,
     ...(budgeted ? [
       `latency (ms) 5 budgets: p50 ${lat.budgets.p50.toFixed(3)} p90 ${lat.budgets.p90.toFixed(3)} p99 ${lat.budgets.p99.toFixed(3)} mean ${lat.budgets.mean.toFixed(3)} (n=${lat.budgets.n})`,
       `budget checks, side by side (5 budgets - no budgets): latency p50 ${(lat.budgets.p50 - lat.proxy.p50) >= 0 ? '+' : ''}${(lat.budgets.p50 - lat.proxy.p50).toFixed(3)} ms, `
@@ -297,7 +302,8 @@ async function main() {
     ] : []),
     `throughput rounds, paced (req/s): direct ${tp.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tp.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; errors ${tp.errors}`,
     `throughput rounds, unpaced (req/s): direct ${tpu.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tpu.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; `
-      + `bare pipe proxy ${tpu.rounds.pipe.map((x) => x.toFixed(0)).join(', ')} (${((tpu.pipe / tpu.direct) * 100).toFixed(1)} % of direct); errors ${tpu.errors}`,
+      + `bare pipe proxy ${tpu.rounds.pipe.map((x) => x.toFixed(0)).join(', ')} (${((tpu.pipe / tpu.direct) * 100).toFixed(1)} % of direct); `
+      + `bare TCP relay ${tpu.rounds.relay.map((x) => x.toFixed(0)).join(', ')} (${((tpu.relay / tpu.direct) * 100).toFixed(1)} % of direct: the floor); errors ${tpu.errors}`,
     `memory phase: ${mem.counts.ok} complete, ${mem.counts.aborted} aborted by the client, ${mem.counts.errors} errors; proxy recorded ${mem.recorded}, `
       + `saw ${mem.clientAborts} client aborts, ${mem.inFlight} in flight after; heap ${mem.heapBeforeMb.toFixed(1)} -> ${mem.heapAfterMb.toFixed(1)} MB`,
     `store: ${final.recorder.written} records written, ${final.recorder.spooled} spooled, ${final.recorder.queued} queued; `
