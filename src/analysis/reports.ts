@@ -110,7 +110,8 @@ export async function buildReport(store: Store, kind: ReportKind, opts: ReportOp
   if (kind === 'session' || kind === 'project' || kind === 'model') {
     out.sort((a, b) => b.totalCost - a.totalCost || b.totalTokens - a.totalTokens || a.key.localeCompare(b.key));
   } else {
-    out.sort((a, b) => a.key.localeCompare(b.key));
+    // ISO dates and months: code-unit order is date order. (localeCompare would load ICU's collator, ~13 ms.)
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
   return { kind, rows: out, totals: totalsOf(groups), timeZone: opts.timeZone };
 }

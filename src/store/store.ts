@@ -104,6 +104,11 @@ export interface Store {
   getCheckpoint(path: string, pass?: SyncPass): Promise<FileCheckpoint | undefined>;
   /** Every file checkpoint of a pass, by path (one query instead of one per file on a warm sync). */
   listCheckpoints(pass?: SyncPass): Promise<Map<string, FileCheckpoint>>;
+  /**
+   * What a sync compares with each file's stat, by path: `dev:ino:size:mtimeMs` (integers in decimal). Much
+   * cheaper than listCheckpoints on a warm sync, which then needs full checkpoints only for the changed files.
+   */
+  listCheckpointStates(pass?: SyncPass): Promise<Map<string, string>>;
   /** Records, tool facts and the pass's file positions are committed together, so an interrupted sync never half-counts. */
   commitBatch(checkpoints: FileCheckpoint[], records: RequestRecord[], facts?: SessionFacts, pass?: SyncPass): Promise<UpsertResult>;
   listToolCalls(filter: FactFilter): Promise<ToolCall[]>;
@@ -133,7 +138,11 @@ export interface Store {
   /** Fill in a decision's settled fields (request key and actual/alternative costs). */
   updateRouteDecision(id: number, fields: Pick<RouteDecision, 'requestKey' | 'costActual' | 'costAlternative'>): Promise<void>;
   listRouteDecisions(filter: { fromTs?: number; toTs?: number; limit?: number }): Promise<RouteDecision[]>;
-  close(): Promise<void>;
+  /**
+   * `atExit`: the process exits right after (the CLI). A file store may then leave its write-ahead log for the
+   * next open (made durable first) instead of copying it into the database now; the data is the same.
+   */
+  close(options?: { atExit?: boolean }): Promise<void>;
 }
 
 export interface AlertFilter {

@@ -105,6 +105,9 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       const all = await store.listCheckpoints();
       assert.deepEqual([...all.keys()].sort(), ['/tmp/x.jsonl', '/tmp/y.jsonl']);
       assert.deepEqual(all.get('/tmp/y.jsonl'), cp2);
+      const states = await store.listCheckpointStates();
+      assert.deepEqual([...states].sort(), [['/tmp/x.jsonl', '1:2:-1:-1'], ['/tmp/y.jsonl', '1:2:300:1234']]);
+      assert.equal((await store.listCheckpointStates('facts')).size, 0);
     });
 
     it('keeps time-and-model sums exact through inserts, merges, re-keys and unaligned ranges', async () => {

@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PriceBook } from '../../src/core/pricing/pricebook.js';
@@ -17,6 +18,26 @@ runStoreConformance('sqlite in memory', async () => SqliteStore.open(':memory:',
 runStoreConformance('sqlite file (WAL)', async () => SqliteStore.open(tempDb(), PriceBook.builtin()));
 
 describe('SqliteStore specifics', () => {
+  it('close({ atExit }) leaves a small WAL to the next open when the process exits, and loses nothing', async () => {
+    const path = tempDb();
+    const storeUrl = new URL('../../src/store/sqlite/sqlite-store.js', import.meta.url).href;
+    const pricesUrl = new URL('../../src/core/pricing/pricebook.js', import.meta.url).href;
+    const script = `
+      const { SqliteStore } = await import(${JSON.stringify(storeUrl)});
+      const { PriceBook } = await import(${JSON.stringify(pricesUrl)});
+      const store = SqliteStore.open(${JSON.stringify(path)}, PriceBook.builtin());
+      await store.upsertRequests([${JSON.stringify(record({ key: 'm:exit1', sessionId: 'exit' }))}]);
+      await store.close({ atExit: true });
+      process.exit(0);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(statSync(`${path}-wal`).size > 0, 'the WAL was not checkpointed at exit');
+    const store = SqliteStore.open(path, PriceBook.builtin());
+    assert.deepEqual((await store.listRequests({ sessionId: 'exit' })).map((x) => x.key), ['m:exit1']);
+    await store.close();
+    assert.equal(existsSync(`${path}-wal`), false, 'a plain close checkpoints and removes the WAL');
+  });
+
   it('uses WAL mode for file databases', () => {
     const path = tempDb();
     const store = SqliteStore.open(path, PriceBook.builtin());

@@ -1,12 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PriceBook } from '../../src/core/pricing/pricebook.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { syncTranscripts } from '../../src/sources/transcripts/sync.js';
-import { transcriptRoots } from '../../src/sources/transcripts/discover.js';
+import { DirCache, transcriptRoots } from '../../src/sources/transcripts/discover.js';
 import { appendTranscript, assistantLine, compactBoundaryLine, toolResultLine, userLine, writeTranscript } from '../helpers/transcripts.js';
 
 function setup() {
@@ -184,6 +184,45 @@ describe('incremental, durable sync', () => {
     const r = await syncTranscripts(store, { env });
     assert.equal(r.skipped.line_too_long, 1);
     assert.equal((await totals(store)).input, 3);
+  });
+
+  it('finds files added to and removed from folders whose listings are cached, and appends to files in them', async () => {
+    const { dir, claude, env, store } = setup();
+    const settle = DirCache.settleMs;
+    DirCache.settleMs = 0; // keep listings of folders changed just now (normally 5 s)
+    const tick = () => new Promise((r) => setTimeout(r, 30)); // past the file system's timestamp tick
+    try {
+      const a = writeTranscript(claude, 'p/a.jsonl', [assistantLine({ sessionId: 'a', messageId: 'msg_c1', input: 1 })]);
+      writeTranscript(claude, 'p/s1/subagents/agent-1.jsonl', [assistantLine({ sessionId: 's1', messageId: 'msg_c2', input: 2 })]);
+      await tick();
+      assert.equal((await syncTranscripts(store, { env })).newRequests, 2);
+      assert.ok(existsSync(join(dir, 'tt', 'transcript-dirs.json')), 'listings kept beside the database');
+      await tick();
+      writeTranscript(claude, 'p/b.jsonl', [assistantLine({ sessionId: 'b', messageId: 'msg_c3', input: 4 })]);
+      writeTranscript(claude, 'p/s1/subagents/agent-2.jsonl', [assistantLine({ sessionId: 's1', messageId: 'msg_c4', input: 8 })]);
+      writeTranscript(claude, 'q/s2/subagents/agent-3.jsonl', [assistantLine({ sessionId: 's2', messageId: 'msg_c5', input: 16 })]);
+      appendTranscript(a, [assistantLine({ sessionId: 'a', messageId: 'msg_c6', input: 32 })]);
+      let r = await syncTranscripts(store, { env });
+      assert.equal(r.newRequests, 4);
+      assert.equal(r.files.seen, 5);
+      assert.equal((await totals(store)).input, 63);
+      await tick();
+      rmSync(a);
+      rmSync(join(claude, 'projects', 'q'), { recursive: true });
+      r = await syncTranscripts(store, { env });
+      assert.deepEqual([r.files.seen, r.files.read, r.errors.length], [3, 0, 0]);
+      await tick();
+      writeTranscript(claude, 'p/a.jsonl', [assistantLine({ sessionId: 'a', messageId: 'msg_c7', input: 64 })]);
+      r = await syncTranscripts(store, { env });
+      assert.deepEqual([r.files.seen, r.newRequests], [4, 1]);
+      // A corrupt cache is ignored.
+      writeFileSync(join(dir, 'tt', 'transcript-dirs.json'), '{"v":1,"dirs":{"x":');
+      r = await syncTranscripts(store, { env });
+      assert.deepEqual([r.files.seen, r.files.unchanged, r.errors.length], [4, 4, 0]);
+      assert.equal((await totals(store)).input, 127);
+    } finally {
+      DirCache.settleMs = settle;
+    }
   });
 
   it('can read just the given files (the statusline reads only its session)', async () => {

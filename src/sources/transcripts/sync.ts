@@ -1,12 +1,12 @@
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { RequestRecord } from '../../core/types.js';
 import { mergeRecords } from '../../core/merge.js';
 import { emptyFacts } from '../../core/session-facts.js';
 import type { FileCheckpoint, Store, SyncPass } from '../../store/store.js';
-import { listTranscriptFiles, transcriptRoots, type FoundFile } from './discover.js';
+import { DirCache, listTranscriptFiles, transcriptRoots, type FoundFile } from './discover.js';
 import type { FileContext, SkipReason } from './parse-line.js';
 import { chunkWeight, type ParseJob, type ParseMessage, type ParseWorkerData } from './parse-worker.js';
 import { readTranscriptFile, type FileChunk, type SkippedLine } from './reader.js';
@@ -48,6 +48,11 @@ export interface SyncOptions {
    * for a hot path. Files outside the transcript roots are read too, attributed by their own folder.
    */
   onlyPaths?: string[];
+  /**
+   * Where folder listings are kept between syncs (DirCache); default: transcript-dirs.json beside the store's
+   * database file, none for an in-memory store. `false`: read every folder.
+   */
+  dirCache?: string | false;
   /** Parse workers for large syncs; default: one per core, up to 4. 0 parses in the main thread. */
   workers?: number;
   /**
@@ -86,17 +91,10 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
 
   // Plan: stat everything first so progress has a byte total and unchanged files cost one stat.
   const plan: PlanItem[] = [];
-  const candidates = options.onlyPaths
-    ? [options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))]
-    : roots.map((root) => listTranscriptFiles(root, onError));
   const pass = options.pass ?? 'requests';
-  // A sync of a few named files (statusline, hook) looks up only their checkpoints.
-  const known = options.onlyPaths
-    ? new Map((await Promise.all(candidates[0].map(async (f) => [f.path, await store.getCheckpoint(f.path, pass)] as const)))
-      .filter((e): e is readonly [string, FileCheckpoint] => e[1] !== undefined))
-    : await store.listCheckpoints(pass);
-  for (const files of candidates) {
-    for (const file of files) {
+  if (options.onlyPaths) {
+    // A sync of a few named files (statusline, hook) looks up only their checkpoints.
+    for (const file of options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))) {
       report.files.seen++;
       let st;
       try {
@@ -107,13 +105,45 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
         continue;
       }
       if (!st.isFile()) continue;
-      const checkpoint = known.get(file.path);
+      const checkpoint = await store.getCheckpoint(file.path, pass);
       if (checkpoint && checkpoint.dev === st.dev && checkpoint.ino === st.ino && checkpoint.size === st.size
         && checkpoint.mtimeMs === Math.floor(st.mtimeMs)) {
         report.files.unchanged++;
         continue;
       }
       plan.push({ file, size: st.size, checkpoint });
+    }
+  } else {
+    const known = await store.listCheckpointStates(pass);
+    const cache = dirCachePath(store, options);
+    const dirs = cache ? DirCache.load(cache) : undefined;
+    const lists = roots.map((root) => listTranscriptFiles(root, onError, dirs));
+    dirs?.save();
+    const changed: { file: FoundFile; size: number }[] = [];
+    for (const files of lists) {
+      for (const file of files) {
+        report.files.seen++;
+        let st;
+        try {
+          st = statSync(file.path);
+        } catch (err) {
+          report.files.unreadable++;
+          onError(file.path, err as Error);
+          continue;
+        }
+        if (!st.isFile()) continue;
+        if (known.get(file.path) === `${st.dev}:${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`) {
+          report.files.unchanged++;
+          continue;
+        }
+        changed.push({ file, size: st.size });
+      }
+    }
+    // Full checkpoints only for the files to read: a few on a warm sync (all of them in one query when many).
+    const all = changed.length > 200 ? await store.listCheckpoints(pass) : undefined;
+    for (const c of changed) {
+      const checkpoint = all ? all.get(c.file.path) : known.has(c.file.path) ? await store.getCheckpoint(c.file.path, pass) : undefined;
+      plan.push({ file: c.file, size: c.size, checkpoint });
     }
   }
   const progress: SyncProgress = {
@@ -256,6 +286,11 @@ class Batch {
     this.checkpoints = new Map();
     this.bytes = 0;
   }
+}
+
+export function dirCachePath(store: Store, options: Pick<SyncOptions, 'dirCache'> = {}): string | undefined {
+  if (options.dirCache !== undefined) return options.dirCache || undefined;
+  return store.location === ':memory:' || store.location === '' ? undefined : join(dirname(store.location), 'transcript-dirs.json');
 }
 
 /** Name a file given by path relative to the transcript root that holds it (or to its grandparent folder). */

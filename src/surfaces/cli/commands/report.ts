@@ -87,7 +87,8 @@ async function runReport(kind: ReportKind, flags: ReportFlags): Promise<void> {
     else if (flags.csv) process.stdout.write(toCsv(report, Boolean(flags.breakdown)));
     else process.stdout.write(toTable(report, Boolean(flags.breakdown)) + '\n');
   } finally {
-    await store.close();
+    // main.ts exits right after: the store may leave its WAL for the next run instead of checkpointing it now.
+    await store.close({ atExit: true });
   }
 }
 
