@@ -141,10 +141,18 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       socket.on('drain', () => this.exchange?.onClientDrain());
       socket.on('error', () => { /* 'close' follows */ });
       socket.on('close', () => this.onClose());
-      socket.on('timeout', () => {
-        if (!this.exchange) socket.destroy();
-      });
-      socket.setTimeout(CLIENT_IDLE_MS);
+    }
+
+    /** Since when the connection has had no request in progress (the sweep closes it after CLIENT_IDLE_MS). */
+    idleSince = Date.now();
+
+    /** Called by the sweep: close a connection idle too long, or stuck in an unfinished head. */
+    sweep(now: number): void {
+      if (this.exchange || this.closing) return;
+      if (now - this.idleSince > (this.pending === null ? CLIENT_IDLE_MS : HEAD_TIMEOUT_MS)) {
+        this.closing = true;
+        this.socket.destroy();
+      }
     }
 
     onData(chunk: Buffer): void {
@@ -174,7 +182,6 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         const end = headEnd(buf);
         if (end === -1 || end > MAX_HEAD) {
           if (buf.length > MAX_HEAD) this.reject(431, 'Request Header Fields Too Large');
-          else this.socket.setTimeout(HEAD_TIMEOUT_MS);
           return;
         }
         let head: RequestHead;
@@ -188,7 +195,6 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
           return;
         }
         this.pending = end >= buf.length ? null : buf.subarray(end);
-        this.socket.setTimeout(0);
         this.begin(head, framing);
         // (begin consumed what it could of `pending` for the new request.)
       }
@@ -233,7 +239,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         this.socket.end();
         return;
       }
-      this.socket.setTimeout(CLIENT_IDLE_MS);
+      this.idleSince = Date.now();
       if (this.paused) {
         this.paused = false;
         this.socket.resume();
@@ -692,6 +698,11 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         this.upstreamPaused = true;
         this.upstream.socket.pause();
       }
+      const pending = this.toInspect;
+      if (pending !== null) {
+        this.toInspect = null;
+        for (const d of pending) this.inspect(d);
+      }
       if (reader.done) this.responseEnded();
     }
 
@@ -702,9 +713,15 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
           this.responseHead = null;
         }
         this.conn.socket.write(d);
+        this.inspect(d);
+        return;
       }
-      this.inspect(d);
+      // Read for usage after the bytes are written to the client (scanning is off the latency path).
+      if (this.scanner || this.jsonChunks || this.decoder) (this.toInspect ??= []).push(d);
     }
+
+    /** Payload of the current read, waiting to be inspected once it has been forwarded. */
+    toInspect: Buffer[] | null = null;
 
     onClientDrain(): void {
       if (this.upstreamPaused) {
@@ -907,6 +924,15 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     }
   }
 
+  // Idle timeouts by a sweep once a second rather than a socket timer per request (re-arming timers on every
+  // exchange is a measurable share of the proxy's per-request cost).
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const c of conns) c.sweep(now);
+    pool.sweep(now);
+  }, 1000);
+  sweeper.unref();
+
   const server = net.createServer({ noDelay: true }, (socket) => {
     if (shuttingDown) {
       socket.destroy();
@@ -953,6 +979,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         }, 25);
         tick.unref();
       });
+      clearInterval(sweeper);
       pool.destroy();
       // Let the last records reach the sink (they are built on setImmediate).
       await new Promise((r) => setImmediate(r));

@@ -39,10 +39,10 @@ export class UpstreamConn {
       this.owner = null;
       owner?.onUpstreamEnd(this.error);
     });
-    socket.on('timeout', () => {
-      if (!this.owner) socket.destroy(); // idle too long
-    });
   }
+
+  /** When it went back to the pool (the pool's sweep closes it after the idle timeout). */
+  idleSince = 0;
 
   get usable(): boolean {
     return !this.ended && !this.socket.destroyed && this.socket.readyState === 'open';
@@ -84,7 +84,6 @@ export class UpstreamPool {
     let conn: UpstreamConn | undefined;
     while (!fresh && (conn = this.idle.pop())) {
       if (conn.usable) {
-        conn.socket.setTimeout(0);
         conn.owner = owner;
         conn.reused = true;
         conn.socket.resume();
@@ -105,8 +104,13 @@ export class UpstreamPool {
       conn.destroy();
       return;
     }
-    conn.socket.setTimeout(this.idleTimeoutMs);
+    conn.idleSince = Date.now();
     this.idle.push(conn);
+  }
+
+  /** Close connections idle longer than the idle timeout (the oldest are at the start of the list). */
+  sweep(now: number): void {
+    while (this.idle.length && now - this.idle[0].idleSince > this.idleTimeoutMs) this.idle.shift()!.destroy();
   }
 
   forget(conn: UpstreamConn): void {
