@@ -6,12 +6,13 @@
 /**
  * `tokentally statusline` runs after every assistant message, a new process each time: it runs the one-file
  * bundle dist/statusline.cjs (scripts/build-statusline.mjs) compiled from a V8 code cache kept in
- * TOKENTALLY_HOME/cache. Returns false when there is no bundle (built without esbuild): the ES modules answer.
+ * TOKENTALLY_HOME/cache. Reports (`tokentally`, `daily`, ...) run dist/cli.cjs the same way: a warm report is
+ * mostly process start. Returns false when there is no bundle (built without esbuild): the ES modules answer.
  */
-function runStatuslineBundle() {
+function runBundle(name) {
   const fs = require('node:fs');
   const path = require('node:path');
-  const file = path.join(__dirname, '..', 'dist', 'statusline.cjs');
+  const file = path.join(__dirname, '..', 'dist', `${name}.cjs`);
   let source;
   try {
     source = fs.readFileSync(file, 'utf8');
@@ -23,7 +24,7 @@ function runStatuslineBundle() {
   const env = process.env;
   const home = env.TOKENTALLY_HOME && env.TOKENTALLY_HOME.trim()
     ? path.resolve(env.TOKENTALLY_HOME.trim()) : path.join(env.HOME || require('node:os').homedir(), '.tokentally');
-  const cacheFile = path.join(home, 'cache', 'statusline-code.v8');
+  const cacheFile = path.join(home, 'cache', `${name}-code.v8`);
   // The cache belongs to this build of the bundle (its first line) and this Node; V8 also checks its own version
   // and flags, and rejects data that does not fit (then it compiles as usual and the cache is rewritten).
   const key = `${source.slice(0, source.indexOf('\n'))} ${process.version} ${process.arch}`;
@@ -49,11 +50,9 @@ function runStatuslineBundle() {
   } catch {
     return false;
   }
-  const { runStatusline, statuslineStage } = mod.exports;
-  runStatusline(process.argv.slice(3)).then((code) => {
+  const done = (code, stage) => {
     // Functions are compiled when first called, and the cache holds those compiled so far: rewrite it when this
-    // run went further (opened the store, imported the transcript) than the run that wrote it.
-    const stage = statuslineStage();
+    // run went further (statusline: opened the store, imported the transcript) than the run that wrote it.
     if (cachedData === undefined || script.cachedDataRejected || stage > cachedStage) {
       try {
         const data = script.createCachedData();
@@ -66,16 +65,36 @@ function runStatuslineBundle() {
       }
     }
     process.exit(code);
-  }, (err) => {
-    // runStatusline reports its own failures; this is the never-a-stack-trace guard.
-    fs.writeSync(1, 'tokentally: unavailable\n');
-    if (env.TOKENTALLY_DEBUG) fs.writeSync(2, `${(err && err.stack) || err}\n`);
-    process.exit(0);
-  });
+  };
+  if (name === 'statusline') {
+    const { runStatusline, statuslineStage } = mod.exports;
+    runStatusline(process.argv.slice(3)).then((code) => done(code, statuslineStage()), (err) => {
+      // runStatusline reports its own failures; this is the never-a-stack-trace guard.
+      fs.writeSync(1, 'tokentally: unavailable\n');
+      if (env.TOKENTALLY_DEBUG) fs.writeSync(2, `${(err && err.stack) || err}\n`);
+      process.exit(0);
+    });
+  } else {
+    // program.js's main() reports every failure itself, as dist/src/surfaces/cli/main.js does.
+    mod.exports.main(process.argv.slice(2)).then((code) => {
+      // Flush stdout before exiting (piped output is asynchronous).
+      if (process.stdout.writableLength > 0) process.stdout.once('drain', () => done(code, 0));
+      else done(code, 0);
+    });
+  }
   return true;
 }
 
-const argv = process.argv;
-if (!(argv[2] === 'statusline' && !argv.includes('--help') && !argv.includes('-h') && runStatuslineBundle())) {
-  import('../dist/src/surfaces/cli/main.js');
+/** The reports (the default command included) without help: what dist/cli.cjs holds (program.js's modulesFor). */
+function isReport(args) {
+  const first = args[0];
+  if (args.includes('--help') || args.includes('-h')) return false;
+  if (first === undefined) return true;
+  if (first.startsWith('-')) return !['-V', '--version'].includes(first);
+  return ['daily', 'report', 'weekly', 'monthly', 'session', 'project', 'model'].includes(first);
 }
+
+const argv = process.argv;
+const ran = argv[2] === 'statusline' ? !argv.includes('--help') && !argv.includes('-h') && runBundle('statusline')
+  : isReport(argv.slice(2)) && runBundle('cli');
+if (!ran) import('../dist/src/surfaces/cli/main.js');

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Part of `npm run build` (after tsc): bundles the statusline command into one CommonJS file, dist/statusline.cjs,
-// which bin/tokentally.js runs for `tokentally statusline` (with a V8 code cache, see there).
+// which bin/tokentally.js runs for `tokentally statusline` (with a V8 code cache, see there). The same way, the
+// reports (`tokentally`, `daily`, `weekly`, ... : src/surfaces/cli/program.js with only the report command's module)
+// go into dist/cli.cjs: a warm report is mostly process start, and the ES module graph was ~35 ms of it.
 //
 // Why: the statusline is a new process after every assistant message, and its budget is ~10 ms above Node's own
 // start. Loading the ES module graph of dist/ (Node's ESM loader, ~25 files resolved and compiled one by one) and
@@ -21,21 +23,25 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
-const ENTRY = join(DIST, 'src', 'surfaces', 'statusline', 'run.js');
-const OUT = join(DIST, 'statusline.cjs');
+const TARGETS = [
+  { name: 'statusline', entry: join(DIST, 'src', 'surfaces', 'statusline', 'run.js'), out: join(DIST, 'statusline.cjs') },
+  { name: 'cli', entry: join(DIST, 'src', 'surfaces', 'cli', 'program.js'), out: join(DIST, 'cli.cjs') },
+];
 const require = createRequire(import.meta.url);
 
 let esbuild;
 try {
   esbuild = require('esbuild');
 } catch {
-  rmSync(OUT, { force: true });
-  process.stderr.write('build-statusline: esbuild is not installed (devDependency); the statusline runs unbundled (slower start)\n');
+  for (const t of TARGETS) rmSync(t.out, { force: true });
+  process.stderr.write('build-statusline: esbuild is not installed (devDependency); the statusline and reports run unbundled (slower start)\n');
   process.exit(0);
 }
-if (!existsSync(ENTRY)) {
-  process.stderr.write(`build-statusline: ${relative(ROOT, ENTRY)} is missing: run tsc first\n`);
-  process.exit(1);
+for (const t of TARGETS) {
+  if (!existsSync(t.entry)) {
+    process.stderr.write(`build-statusline: ${relative(ROOT, t.entry)} is missing: run tsc first\n`);
+    process.exit(1);
+  }
 }
 
 const betterSqlite = dirname(require.resolve('better-sqlite3/package.json'));
@@ -61,6 +67,16 @@ const plugins = [{
       }
       return { contents: text, loader: 'js' };
     });
+    // The cli bundle runs reports only (bin/tokentally.js sends every other command, and help, to the ES modules):
+    // the other commands' modules, imported lazily by program.js, are left out.
+    build.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (args) => {
+      if (args.importer !== join(DIST, 'src', 'surfaces', 'cli', 'program.js') || args.path === './commands/report.js') return undefined;
+      return { path: args.path, namespace: 'tokentally-left-out' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'tokentally-left-out' }, (args) => ({
+      loader: 'js',
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not in the reports bundle`)});`,
+    }));
     build.onResolve({ filter: /^better-sqlite3$/ }, () => ({ path: join(betterSqlite, 'lib', 'index.js') }));
     // better-sqlite3 finds its addon with `bindings` only when no nativeBinding path is given (sqlite-store passes
     // build/Release/better_sqlite3.node when it exists): the real package, rooted at better-sqlite3's folder.
@@ -77,7 +93,9 @@ module.exports = function bindings(opts) {
     // node:worker_threads costs ~3 ms to load (it pulls in streams); the statusline only needs it when a session's
     // first import is over 32 MiB (parse workers). This bundle runs on the main thread only (the workers run
     // dist/src/sources/transcripts/parse-worker.js), so parse-worker's module-level `parentPort` is null here.
-    build.onResolve({ filter: /^(node:)?worker_threads$/ }, () => ({ path: 'worker_threads', namespace: 'tokentally' }));
+    // (The shim's own require of node:worker_threads is the real module: resolving it to the shim looped forever.)
+    build.onResolve({ filter: /^(node:)?worker_threads$/ }, (args) => (args.namespace === 'tokentally'
+      ? { path: 'node:worker_threads', external: true } : { path: 'worker_threads', namespace: 'tokentally' }));
     build.onLoad({ filter: /^worker_threads$/, namespace: 'tokentally' }, () => ({
       loader: 'js',
       contents: `let m;
@@ -92,30 +110,32 @@ module.exports = {
   },
 }];
 
-const result = await esbuild.build({
-  entryPoints: [ENTRY],
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  write: false,
-  outfile: OUT,
-  // Only the shim below asks for it, with require.resolve, at run time.
-  external: ['better-sqlite3/package.json'],
-  plugins,
-  logLevel: 'warning',
-  legalComments: 'none',
-  // Smaller to read and to hash; names are kept (TOKENTALLY_DEBUG stack traces stay readable).
-  minifyWhitespace: true,
-  minifySyntax: true,
-  banner: {
-    js: '"use strict";\nconst __ttModuleUrl = (p) => require("node:url").pathToFileURL(require("node:path").join(__dirname, p)).href;',
-  },
-});
-const code = result.outputFiles[0].text;
-// The first line identifies the build: bin/tokentally.js keys the V8 code cache on it (V8 itself only checks the
-// source length, so a rebuild of the same length must not reuse a stale cache).
-const id = createHash('sha256').update(code).digest('hex').slice(0, 16);
-const tmp = `${OUT}.${process.pid}.tmp`;
-writeFileSync(tmp, `// tokentally statusline bundle ${id}\n${code}`);
-renameSync(tmp, OUT);
+for (const target of TARGETS) {
+  const result = await esbuild.build({
+    entryPoints: [target.entry],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    write: false,
+    outfile: target.out,
+    // Only the shim below asks for it, with require.resolve, at run time.
+    external: ['better-sqlite3/package.json'],
+    plugins,
+    logLevel: 'warning',
+    legalComments: 'none',
+    // Smaller to read and to hash; names are kept (TOKENTALLY_DEBUG stack traces stay readable).
+    minifyWhitespace: true,
+    minifySyntax: true,
+    banner: {
+      js: '"use strict";\nconst __ttModuleUrl = (p) => require("node:url").pathToFileURL(require("node:path").join(__dirname, p)).href;',
+    },
+  });
+  const code = result.outputFiles[0].text;
+  // The first line identifies the build: bin/tokentally.js keys the V8 code cache on it (V8 itself only checks the
+  // source length, so a rebuild of the same length must not reuse a stale cache).
+  const id = createHash('sha256').update(code).digest('hex').slice(0, 16);
+  const tmp = `${target.out}.${process.pid}.tmp`;
+  writeFileSync(tmp, `// tokentally ${target.name} bundle ${id}\n${code}`);
+  renameSync(tmp, target.out);
+}

@@ -116,7 +116,8 @@ export class DirCache {
     }
     const readAt = Date.now();
     const listing = readListing(dir, onError);
-    if (hit) this.dirty = true;
+    // A stale listing left in the file is harmless (ctime, which nothing can set back, no longer matches): the
+    // file is rewritten when a listing is added, not each time an active session's folder changes.
     if (listing && Math.max(st.mtimeMs, st.ctimeMs) < readAt - DirCache.settleMs) {
       this.used.set(dir, [st.ino, st.mtimeMs, st.ctimeMs, listing.dirs.join('/'), listing.files.join('/')]);
       this.dirty = true;
@@ -124,9 +125,9 @@ export class DirCache {
     return listing;
   }
 
-  /** Write the listings used by this walk (folders no longer found are dropped), when any changed. */
+  /** Write the listings used by this walk (stale ones and folders no longer found are dropped), when one was added. */
   save(): void {
-    if (!this.dirty && this.used.size === this.entries.size) return;
+    if (!this.dirty && this.entries.size - this.used.size <= Math.max(16, this.entries.size / 8)) return;
     try {
       const tmp = `${this.path}.${process.pid}.tmp`;
       writeFileSync(tmp, JSON.stringify({ v: 1, dirs: Object.fromEntries(this.used) }));
