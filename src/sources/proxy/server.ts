@@ -34,6 +34,8 @@ export interface ProxyOptions {
   /** Base URL requests are forwarded to, e.g. `https://api.anthropic.com` (a path prefix is kept). */
   upstream: string;
   sink: RecordSink;
+  /** Extra trusted CA certificates (PEM) for an https upstream, e.g. a company gateway; default: Node's roots. */
+  upstreamCa?: string | Buffer;
   /** Request bodies up to this size are kept in memory to read model/metadata (and to retry on a stale socket). */
   maxInspectBytes?: number;
   /** JSON response bodies up to this size are parsed for usage. */
@@ -108,6 +110,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
   const pool = new UpstreamPool({
     host: upstreamHost, port: up.port ? Number(up.port) : isHttps ? 443 : 80, tls: isHttps,
     servername: isHttps && !isIP(upstreamHost) ? upstreamHost : undefined,
+    ca: options.upstreamCa,
   });
   const hostHeader = up.host;
   const basePath = up.pathname.replace(/\/+$/, '');

@@ -63,6 +63,8 @@ export interface PoolOptions {
   port: number;
   tls: boolean;
   servername?: string;
+  /** Extra trusted CAs (PEM), added to Node's roots. */
+  ca?: string | Buffer;
   maxIdle?: number;
   idleTimeoutMs?: number;
 }
@@ -73,10 +75,12 @@ export class UpstreamPool {
   private tlsSession: Buffer | undefined;
   private readonly maxIdle: number;
   private readonly idleTimeoutMs: number;
+  private readonly ca: Array<string | Buffer> | undefined;
 
   constructor(private readonly opts: PoolOptions) {
     this.maxIdle = opts.maxIdle ?? 256;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
+    this.ca = opts.ca ? [...tls.rootCertificates, opts.ca] : undefined;
   }
 
   /** An idle connection (most recently used first), or a new one; `fresh` skips the idle ones. */
@@ -127,7 +131,7 @@ export class UpstreamPool {
   private connect(): Socket {
     const { host, port } = this.opts;
     if (!this.opts.tls) return net.connect({ host, port, noDelay: true });
-    const socket = tls.connect({ host, port, servername: this.opts.servername, ALPNProtocols: ['http/1.1'], session: this.tlsSession });
+    const socket = tls.connect({ host, port, servername: this.opts.servername, ALPNProtocols: ['http/1.1'], session: this.tlsSession, ca: this.ca });
     socket.setNoDelay(true);
     socket.on('session', (s: Buffer) => {
       this.tlsSession = s;
