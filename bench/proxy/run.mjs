@@ -19,7 +19,7 @@
 // (skip the budgets proxy), --json.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -123,8 +123,21 @@ async function latency(bases) {
   return { ...Object.fromEntries(paths.map((p) => [p, stat(ms[p])])), errors };
 }
 
-async function throughputRound(base, seconds, delayMs = 0) {
+/** CPU time (ms) a process has used, all threads (Linux /proc; null elsewhere). */
+function cpuMs(pid) {
+  if (!pid) return null;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 100 Hz clock ticks
+  } catch {
+    return null;
+  }
+}
+
+async function throughputRound(base, seconds, delayMs = 0, pid = null) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: cfg.concurrency });
+  const cpu0 = cpuMs(pid);
   let done = 0;
   let errors = 0;
   const t0 = performance.now();
@@ -138,22 +151,33 @@ async function throughputRound(base, seconds, delayMs = 0) {
   }));
   const elapsed = (performance.now() - t0) / 1000;
   agent.destroy();
-  return { rps: done / elapsed, errors };
+  const cpu1 = cpuMs(pid);
+  return { rps: done / elapsed, errors, done, cpuMs: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
 }
 
-async function throughput(paths, delayMs) {
+/**
+ * Alternating rounds per path. `pids` names the process doing each path's work (the mock for `direct`, the
+ * proxy otherwise): its CPU time per request is reported too, a figure the machine's other load hardly moves.
+ */
+async function throughput(paths, delayMs, pids = {}) {
   for (const base of Object.values(paths)) await throughputRound(base, 1, delayMs);
   const rounds = Object.fromEntries(Object.keys(paths).map((k) => [k, []]));
+  const cpu = Object.fromEntries(Object.keys(paths).map((k) => [k, { ms: 0, done: 0 }]));
   let errors = 0;
   for (let i = 0; i < cfg.throughputRounds; i++) {
     for (const [path, base] of Object.entries(paths)) {
-      const r = await throughputRound(base, cfg.throughputSeconds, delayMs);
+      const r = await throughputRound(base, cfg.throughputSeconds, delayMs, pids[path]);
       rounds[path].push(r.rps);
       errors += r.errors;
+      if (r.cpuMs !== null) {
+        cpu[path].ms += r.cpuMs;
+        cpu[path].done += r.done;
+      }
     }
   }
   const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
-  return { ...Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, mean(v)])), rounds, errors };
+  const cpuUsPerRequest = Object.fromEntries(Object.entries(cpu).filter(([, c]) => c.done > 0).map(([k, c]) => [k, (c.ms * 1000) / c.done]));
+  return { ...Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, mean(v)])), rounds, errors, cpuUsPerRequest };
 }
 
 function health(base, gc = false) {
@@ -225,6 +249,7 @@ async function main() {
   const piped = new URL(pipe.info.listening);
   process.stderr.write(`mock ${direct.href} (pid ${mock.info.pid}), proxy ${proxied.href} (pid ${proxy.info.pid}); ${os.cpus().length} CPUs, node ${process.version}\n`);
   let budgeted = null;
+  let budgetsPid = null;
   let budgetHealth = null;
   if (WITH_BUDGETS) {
     const home2 = mkdtempSync(join(os.tmpdir(), 'tt-bench-proxy-budgets-'));
@@ -244,6 +269,7 @@ async function main() {
     }
     const proxy2 = await start(process.execPath, ['--expose-gc', join(root, 'bin/tokentally.js'), 'proxy', '--port', '0', '--json', '--upstream', mock.info.url], env2);
     budgeted = new URL(proxy2.info.listening);
+    budgetsPid = proxy2.child.pid;
     budgetHealth = (await health(budgeted)).policy;
     if (!budgetHealth || budgetHealth.budgets !== 5 || budgetHealth.idle) throw new Error(`budgets proxy not enforcing 5 budgets: ${JSON.stringify(budgetHealth)}`);
     process.stderr.write(`budgets proxy ${budgeted.href} (pid ${proxy2.info.pid}): ${budgetHealth.budgets} active budgets\n`);
@@ -254,7 +280,8 @@ async function main() {
   const lat = await latency(withB({ direct, proxy: proxied, pipe: piped, relay: relayed }));
   process.stderr.write(`2/3 throughput at 50 concurrent streams (paced ${cfg.pacedDelayMs} ms, then unpaced)...\n`);
   const tp = await throughput(withB({ direct, proxy: proxied }), cfg.pacedDelayMs);
-  const tpu = await throughput(withB({ direct, proxy: proxied, pipe: piped, relay: relayed }), 0);
+  const pids = { direct: mock.info.pid, proxy: proxy.child.pid, pipe: pipe.child.pid, relay: relay.child.pid, budgets: budgetsPid };
+  const tpu = await throughput(withB({ direct, proxy: proxied, pipe: piped, relay: relayed }), 0, pids);
   const budgetSettled = budgeted ? await settle(budgeted, 0) : null;
   process.stderr.write('3/3 memory over 10,000 requests (1,000 aborted mid-stream)...\n');
   const mem = await memory(proxied);
@@ -304,6 +331,8 @@ async function main() {
     `throughput rounds, unpaced (req/s): direct ${tpu.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tpu.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; `
       + `bare pipe proxy ${tpu.rounds.pipe.map((x) => x.toFixed(0)).join(', ')} (${((tpu.pipe / tpu.direct) * 100).toFixed(1)} % of direct); `
       + `bare TCP relay ${tpu.rounds.relay.map((x) => x.toFixed(0)).join(', ')} (${((tpu.relay / tpu.direct) * 100).toFixed(1)} % of direct: the floor); errors ${tpu.errors}`,
+    `CPU per request, unpaced rounds (all threads of the process doing the path's work): `
+      + Object.entries(tpu.cpuUsPerRequest).map(([k, v]) => `${k === 'direct' ? 'mock' : k === 'relay' ? 'bare TCP relay' : k === 'pipe' ? 'bare pipe proxy' : k === 'budgets' ? 'proxy with 5 budgets' : 'proxy'} ${v.toFixed(0)} µs`).join(', '),
     `memory phase: ${mem.counts.ok} complete, ${mem.counts.aborted} aborted by the client, ${mem.counts.errors} errors; proxy recorded ${mem.recorded}, `
       + `saw ${mem.clientAborts} client aborts, ${mem.inFlight} in flight after; heap ${mem.heapBeforeMb.toFixed(1)} -> ${mem.heapAfterMb.toFixed(1)} MB`,
     `store: ${final.recorder.written} records written, ${final.recorder.spooled} spooled, ${final.recorder.queued} queued; `
