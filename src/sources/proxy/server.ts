@@ -741,6 +741,11 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         this.responseHead = null;
       }
       this.done = true;
+      if (this.clientPaused) {
+        // The upload waited for an upstream 'drain' that this exchange will no longer see.
+        this.clientPaused = false;
+        this.conn.socket.resume();
+      }
       const upc = this.upstream;
       this.upstream = null;
       if (upc) {
