@@ -42,18 +42,25 @@ export function listTranscriptFiles(root: TranscriptRoot, onError: (path: string
     const base = dir.endsWith(sep) ? dir : dir + sep;
     const listing = cache ? cache.list(dir, onError) : readListing(dir, onError);
     if (!listing) return;
-    for (const name of listing.files) out.push({ path: base + name, relPath: prefix + name });
-    for (const name of listing.dirs) walk(base + name, prefix + name);
+    for (const name of listing) {
+      if (name.endsWith('/')) walk(base + name.slice(0, -1), prefix + name.slice(0, -1));
+      else out.push({ path: base + name, relPath: prefix + name });
+    }
   };
   walk(root.projectsDir, '');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  // Listings are in path order (see Listing), so the walk is too: checked here, sorted only if it is not.
+  for (let i = 1; i < out.length; i++) {
+    if (!(out[i - 1].path < out[i].path)) return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  }
+  return out;
 }
 
-/** A folder's sub-folders and `*.jsonl` files (symlinked folders are not followed: a link back up the tree would loop). */
-interface Listing {
-  dirs: string[];
-  files: string[];
-}
+/**
+ * A folder's sub-folders (as `name/`) and `*.jsonl` files, sorted as strings: a folder's descendants then come
+ * exactly where their paths sort (`name/...` sorts as `name/` against any file name, which has no `/`), so walking
+ * listings in order lists paths in order. Symlinked folders are not followed: a link back up the tree would loop.
+ */
+type Listing = string[];
 
 function readListing(dir: string, onError: (path: string, err: Error) => void): Listing | undefined {
   let entries;
@@ -63,12 +70,12 @@ function readListing(dir: string, onError: (path: string, err: Error) => void): 
     onError(dir, err as Error);
     return undefined;
   }
-  const listing: Listing = { dirs: [], files: [] };
+  const listing: Listing = [];
   for (const e of entries) {
-    if (e.isDirectory()) listing.dirs.push(e.name);
-    else if (e.name.endsWith('.jsonl') && (e.isFile() || e.isSymbolicLink())) listing.files.push(e.name);
+    if (e.isDirectory()) listing.push(`${e.name}/`);
+    else if (e.name.endsWith('.jsonl') && (e.isFile() || e.isSymbolicLink())) listing.push(e.name);
   }
-  return listing;
+  return listing.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /**
@@ -81,19 +88,19 @@ function readListing(dir: string, onError: (path: string, err: Error) => void): 
 export class DirCache {
   /** Milliseconds a folder must have been unchanged before its listing is kept (timestamp granularity, clock steps). */
   static settleMs = 5000;
-  private entries: Map<string, [number, number, number, string, string]>;
-  private readonly used = new Map<string, [number, number, number, string, string]>();
+  private entries: Map<string, [number, number, number, string]>;
+  private readonly used = new Map<string, [number, number, number, string]>();
   private dirty = false;
 
-  private constructor(private readonly path: string, entries: Map<string, [number, number, number, string, string]>) {
+  private constructor(private readonly path: string, entries: Map<string, [number, number, number, string]>) {
     this.entries = entries;
   }
 
   static load(path: string): DirCache {
-    let entries = new Map<string, [number, number, number, string, string]>();
+    let entries = new Map<string, [number, number, number, string]>();
     try {
-      const doc = JSON.parse(readFileSync(path, 'utf8')) as { v?: number; dirs?: Record<string, [number, number, number, string, string]> };
-      if (doc.v === 1 && doc.dirs && typeof doc.dirs === 'object') entries = new Map(Object.entries(doc.dirs));
+      const doc = JSON.parse(readFileSync(path, 'utf8')) as { v?: number; dirs?: Record<string, [number, number, number, string]> };
+      if (doc.v === 2 && doc.dirs && typeof doc.dirs === 'object') entries = new Map(Object.entries(doc.dirs));
     } catch {
       // missing or unreadable: every folder is read
     }
@@ -109,17 +116,16 @@ export class DirCache {
       return undefined;
     }
     const hit = this.entries.get(dir);
-    if (hit && Array.isArray(hit) && hit[0] === st.ino && hit[1] === st.mtimeMs && hit[2] === st.ctimeMs
-      && typeof hit[3] === 'string' && typeof hit[4] === 'string') {
+    if (hit && Array.isArray(hit) && hit[0] === st.ino && hit[1] === st.mtimeMs && hit[2] === st.ctimeMs && typeof hit[3] === 'string') {
       this.used.set(dir, hit);
-      return { dirs: hit[3] ? hit[3].split('/') : [], files: hit[4] ? hit[4].split('/') : [] };
+      return hit[3] ? hit[3].split('\0') : [];
     }
     const readAt = Date.now();
     const listing = readListing(dir, onError);
     // A stale listing left in the file is harmless (ctime, which nothing can set back, no longer matches): the
     // file is rewritten when a listing is added, not each time an active session's folder changes.
     if (listing && Math.max(st.mtimeMs, st.ctimeMs) < readAt - DirCache.settleMs) {
-      this.used.set(dir, [st.ino, st.mtimeMs, st.ctimeMs, listing.dirs.join('/'), listing.files.join('/')]);
+      this.used.set(dir, [st.ino, st.mtimeMs, st.ctimeMs, listing.join('\0')]);
       this.dirty = true;
     }
     return listing;
@@ -130,7 +136,7 @@ export class DirCache {
     if (!this.dirty && this.entries.size - this.used.size <= Math.max(16, this.entries.size / 8)) return;
     try {
       const tmp = `${this.path}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify({ v: 1, dirs: Object.fromEntries(this.used) }));
+      writeFileSync(tmp, JSON.stringify({ v: 2, dirs: Object.fromEntries(this.used) }));
       renameSync(tmp, this.path);
     } catch {
       // a cache only: the next sync reads the folders again
