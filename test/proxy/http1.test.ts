@@ -87,7 +87,7 @@ describe('HTTP/1.1 heads and framing (unit)', () => {
     const all = Buffer.concat([wire, next]);
     for (let split = 1; split <= all.length; split++) {
       const out: Buffer[] = [];
-      const r = new BodyReader({ kind: 'chunked' }, (d) => out.push(Buffer.from(d)));
+      const r = new BodyReader({ kind: 'chunked' }, (b, s, e) => out.push(Buffer.from(b.subarray(s, e))));
       let consumed = 0;
       for (let i = 0; i < all.length && !r.done; i += split) consumed += r.push(all.subarray(i, Math.min(all.length, i + split)));
       assert.equal(r.done, true, `split ${split}`);

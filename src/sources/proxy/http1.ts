@@ -29,10 +29,20 @@ export interface ResponseHead {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Field values: visible ASCII, obs-text, SP and HTAB (no CR, LF, NUL or other controls).
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
-const TARGET = /^[\x21-\x7e\x80-\xff]+$/;
+const CRLF = Buffer.from('\r\n');
+
+/** RFC 9110 token characters (header names, methods). */
+const TOKEN_CHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHAR[c.charCodeAt(0)] = 1;
+/** Field value characters: visible ASCII, obs-text, SP and HTAB (no CR, LF, NUL or other controls). */
+const VALUE_CHAR = new Uint8Array(256);
+for (let c = 0x20; c < 0x100; c++) VALUE_CHAR[c] = 1;
+VALUE_CHAR[0x09] = 1;
+VALUE_CHAR[0x7f] = 0;
+
+type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
+/** A latin1 string of `buf[start..end]` (Buffer#latin1Slice: no argument juggling of toString). */
+const text = (buf: Buffer, start: number, end: number): string => (buf as Latin1Buffer).latin1Slice(start, end);
 
 /** Index just past the head's closing CRLFCRLF, or -1 while it is incomplete. */
 export function headEnd(buf: Buffer, from = 0): number {
@@ -40,55 +50,62 @@ export function headEnd(buf: Buffer, from = 0): number {
   return i === -1 ? -1 : i + 4;
 }
 
-function parseFields(lines: string[]): string[] {
+/**
+ * The field lines of a head, from `pos` (the start of the line after the start line) to `end` (just past the
+ * final CRLFCRLF), read byte by byte: only the names and values become strings.
+ */
+function parseFields(buf: Buffer, pos: number, end: number): string[] {
   const raw: string[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    if (line.length === 0) continue; // the final empty line
-    const c = line.charCodeAt(0);
+  const last = end - 2; // the final empty line starts here
+  while (pos < last) {
+    const eol = buf.indexOf(CRLF, pos);
+    const c = buf[pos];
     if (c === 0x20 || c === 0x09) throw new HttpParseError('obsolete header line folding');
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new HttpParseError('malformed header line');
-    const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) throw new HttpParseError('invalid header name');
-    const value = line.slice(colon + 1).trim();
-    if (BAD_VALUE.test(value)) throw new HttpParseError('invalid character in header value');
-    raw.push(name, value);
+    let colon = pos;
+    while (colon < eol && TOKEN_CHAR[buf[colon]] === 1) colon++;
+    if (colon === pos || buf[colon] !== 0x3a) throw new HttpParseError(colon === pos ? 'malformed header line' : 'invalid header name');
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++;
+    while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
+    for (let k = vs; k < ve; k++) if (VALUE_CHAR[buf[k]] === 0) throw new HttpParseError('invalid character in header value');
+    raw.push(text(buf, pos, colon), text(buf, vs, ve));
+    pos = eol + 2;
   }
   return raw;
 }
 
-function splitLines(head: string): string[] {
-  const lines = head.split('\r\n');
-  for (const l of lines) if (l.includes('\n') || l.includes('\r')) throw new HttpParseError('bare CR or LF in head');
-  return lines;
+/** The start line (up to its CRLF); refuses control bytes (a bare CR or LF among them). */
+function startLine(buf: Buffer): { line: string; next: number } {
+  const eol = buf.indexOf(CRLF);
+  for (let k = 0; k < eol; k++) {
+    const b = buf[k];
+    if (b < 0x20 || b === 0x7f) throw new HttpParseError('control character in start line');
+  }
+  return { line: text(buf, 0, eol), next: eol + 2 };
 }
 
 /** A request head (`buf` holds exactly the head, CRLFCRLF included). */
 export function parseRequestHead(buf: Buffer): RequestHead {
-  const lines = splitLines(buf.toString("latin1", 0, buf.length - 4));
-  const first = lines[0];
+  const { line: first, next } = startLine(buf);
   const a = first.indexOf(' ');
   const b = first.lastIndexOf(' ');
   if (a <= 0 || b <= a) throw new HttpParseError('malformed request line');
   const method = first.slice(0, a);
   const target = first.slice(a + 1, b);
   const version = first.slice(b + 1);
-  if (!TOKEN.test(method)) throw new HttpParseError('invalid method');
-  if (!TARGET.test(target)) throw new HttpParseError('invalid request target');
+  for (let k = 0; k < a; k++) if (TOKEN_CHAR[first.charCodeAt(k)] !== 1) throw new HttpParseError('invalid method');
+  if (target.length === 0 || target.includes(' ')) throw new HttpParseError('invalid request target');
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') throw new HttpParseError('unsupported HTTP version', 505);
-  return { method, target, minor: version === 'HTTP/1.1' ? 1 : 0, raw: parseFields(lines) };
+  return { method, target, minor: version === 'HTTP/1.1' ? 1 : 0, raw: parseFields(buf, next, buf.length) };
 }
 
 /** A response head (`buf` holds exactly the head, CRLFCRLF included). */
 export function parseResponseHead(buf: Buffer): ResponseHead {
-  const lines = splitLines(buf.toString("latin1", 0, buf.length - 4));
-  const first = lines[0];
+  const { line: first, next } = startLine(buf);
   const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(first);
   if (!m) throw new HttpParseError('malformed status line');
-  const reason = m[3] ?? '';
-  if (BAD_VALUE.test(reason)) throw new HttpParseError('invalid character in reason phrase');
-  return { status: Number(m[2]), reason, minor: Number(m[1]), raw: parseFields(lines) };
+  return { status: Number(m[2]), reason: m[3] ?? '', minor: Number(m[1]), raw: parseFields(buf, next, buf.length) };
 }
 
 /** How a message body is delimited. */
@@ -106,7 +123,8 @@ function framingHeaders(raw: string[]): FramingHeaders {
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i];
     if (n.length === 14 && n.toLowerCase() === 'content-length') {
-      for (const part of raw[i + 1].split(',')) {
+      const value = raw[i + 1];
+      for (const part of value.includes(',') ? value.split(',') : [value]) {
         const v = part.trim();
         if (!/^\d{1,15}$/.test(v)) throw new HttpParseError('invalid Content-Length');
         const len = Number(v);
@@ -114,7 +132,8 @@ function framingHeaders(raw: string[]): FramingHeaders {
         contentLength = len;
       }
     } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') {
-      for (const part of raw[i + 1].split(',')) {
+      const value = raw[i + 1];
+      for (const part of value.includes(',') ? value.split(',') : [value]) {
         const v = part.trim().toLowerCase();
         if (v) (te ??= []).push(v);
       }
@@ -170,8 +189,8 @@ const enum ChunkState { Size, SizeLF, Ext, Data, DataCR, DataLF, Trailer, Traile
 /**
  * Reads a body's framing incrementally. `push(buf, from)` consumes bytes of this body from `buf[from..]` and
  * returns how many it took; the body's payload (chunk data without the chunked framing) is handed to `onData`
- * as sub-arrays of `buf` (no copy). `done` is set once the body is complete; bytes after it belong to the
- * next message.
+ * as ranges of `buf` (no copy, no view object). `done` is set once the body is complete; bytes after it belong
+ * to the next message.
  */
 export class BodyReader {
   done: boolean;
@@ -183,7 +202,7 @@ export class BodyReader {
   private sizeDigits = 0;
   private lineBytes = 0;
 
-  constructor(readonly framing: Framing, private readonly onData: ((data: Buffer) => void) | null) {
+  constructor(readonly framing: Framing, private readonly onData: ((buf: Buffer, start: number, end: number) => void) | null) {
     this.done = framing.kind === 'none';
     this.remaining = framing.kind === 'length' ? framing.length : 0;
   }
@@ -213,7 +232,7 @@ export class BodyReader {
   private emit(buf: Buffer, start: number, end: number): void {
     if (end <= start) return;
     this.payloadBytes += end - start;
-    if (this.onData) this.onData(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+    if (this.onData) this.onData(buf, start, end);
   }
 
   private pushChunked(buf: Buffer, from: number): number {

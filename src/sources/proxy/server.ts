@@ -89,6 +89,9 @@ const CLIENT_IDLE_MS = 30_000;
 const HEAD_TIMEOUT_MS = 60_000;
 /** Dropped from heads in both directions (RFC 9110 §7.6.1); Expect is answered here (100 Continue). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect']);
+/** Lengths of the names that may need dropping or rewriting: other names skip the lower-casing. */
+const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
+const REQUEST_SPECIAL_LENGTHS = new Set([...HOP_LENGTHS, 'host'.length, 'accept-encoding'.length]);
 const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ECLOSED']);
 /** Encodings whose bytes we can decode (a copy) to read usage; others are removed from `accept-encoding`. */
 const DECODERS: Record<string, (() => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress) | undefined> = {
@@ -377,7 +380,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       this.headers = headerObject(head.raw);
       this.clientClose = wantsClose(head.raw, head.minor);
       if (framing.kind === 'chunked') this.chunkedPayload = [];
-      this.reqReader = new BodyReader(framing, framing.kind === 'chunked' ? (d) => this.keepPayload(d) : null);
+      this.reqReader = new BodyReader(framing, framing.kind === 'chunked' ? (b, s, e) => this.keepPayload(b.subarray(s, e)) : null);
     }
 
     /** Begin with `initial`, bytes that followed the head (maybe the body, maybe more); returns how many it took. */
@@ -666,7 +669,8 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       this.upstreamReusable = !wantsClose(raw, minor) && framing.kind !== 'close';
       this.dechunk = framing.kind === 'chunked' && this.head.minor === 0;
       this.closeAfter = this.clientClose || framing.kind === 'close' || this.dechunk || !this.requestDone || shuttingDown;
-      this.respReader = new BodyReader(framing, (d) => this.onResponsePayload(d));
+      this.respReader = new BodyReader(framing, this.scanner || this.jsonChunks || this.decoder || this.dechunk
+        ? (b, s, e) => this.onResponsePayload(b, s, e) : null);
       const out = responseHeaders(raw, this.dechunk);
       if (this.addHeaders) for (const k of Object.keys(this.addHeaders)) out.push(k, this.addHeaders[k]);
       if (this.closeAfter) out.push('connection', 'close');
@@ -701,30 +705,38 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         this.upstreamPaused = true;
         this.upstream.socket.pause();
       }
-      const pending = this.toInspect;
-      if (pending !== null) {
-        this.toInspect = null;
-        for (const d of pending) this.inspect(d);
+      const ranges = this.inspectRanges;
+      if (ranges.length) {
+        const b = this.inspectBuf!;
+        for (let i = 0; i < ranges.length; i += 2) this.inspect(b, ranges[i], ranges[i + 1]);
+        ranges.length = 0;
+        this.inspectBuf = null;
       }
       if (reader.done) this.responseEnded();
     }
 
-    onResponsePayload(d: Buffer): void {
+    onResponsePayload(buf: Buffer, start: number, end: number): void {
       if (this.dechunk) {
         if (this.responseHead) {
           this.conn.socket.write(this.responseHead);
           this.responseHead = null;
         }
+        const d = buf.subarray(start, end);
         this.conn.socket.write(d);
-        this.inspect(d);
+        this.inspect(d, 0, d.length);
         return;
       }
-      // Read for usage after the bytes are written to the client (scanning is off the latency path).
-      if (this.scanner || this.jsonChunks || this.decoder) (this.toInspect ??= []).push(d);
+      // Read for usage after the bytes are written to the client (scanning is off the latency path). Every range
+      // of one read lies in the same buffer: keep the buffer once and the ranges as numbers.
+      if (this.scanner || this.jsonChunks || this.decoder) {
+        this.inspectBuf = buf;
+        this.inspectRanges.push(start, end);
+      }
     }
 
-    /** Payload of the current read, waiting to be inspected once it has been forwarded. */
-    toInspect: Buffer[] | null = null;
+    /** Payload ranges of the current read (in `inspectBuf`), inspected once the read has been forwarded. */
+    inspectBuf: Buffer | null = null;
+    readonly inspectRanges: number[] = [];
 
     onClientDrain(): void {
       if (this.upstreamPaused) {
@@ -791,7 +803,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
         const decoder = make();
         this.decoder = decoder;
         this.decoderDone = new Promise<void>((resolve) => {
-          decoder.on('data', (d: Buffer) => this.consume(d));
+          decoder.on('data', (d: Buffer) => this.consume(d, 0, d.length));
           decoder.on('end', resolve);
           decoder.on('error', () => {
             this.scanner = null;
@@ -803,19 +815,19 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       }
     }
 
-    /** A copy of response bytes that were already forwarded. */
-    inspect(chunk: Buffer): void {
-      if (this.decoder) this.decoder.write(chunk);
-      else if (this.scanner || this.jsonChunks) this.consume(chunk);
+    /** Read response payload that was already forwarded (`buf[start..end]`). */
+    inspect(buf: Buffer, start: number, end: number): void {
+      if (this.decoder) this.decoder.write(buf.subarray(start, end));
+      else if (this.scanner || this.jsonChunks) this.consume(buf, start, end);
     }
 
-    consume(data: Buffer): void {
+    consume(buf: Buffer, start: number, end: number): void {
       try {
-        if (this.scanner) this.scanner.push(data);
+        if (this.scanner) this.scanner.pushRange(buf, start, end);
         else if (this.jsonChunks) {
-          this.jsonBytes += data.length;
+          this.jsonBytes += end - start;
           if (this.jsonBytes > maxResponseInspect) this.jsonChunks = null;
-          else this.jsonChunks.push(data);
+          else this.jsonChunks.push(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
         }
       } catch (err) {
         problem(`reading the response: ${(err as Error).message}`);
@@ -1014,6 +1026,10 @@ export function upstreamHeaders(raw: string[], host: string): string[] {
   let hostSet = false;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i];
+    if (dropped === null && !REQUEST_SPECIAL_LENGTHS.has(name.length)) {
+      out.push(name, raw[i + 1]);
+      continue;
+    }
     const lower = name.toLowerCase();
     if (lower === 'host') {
       if (!hostSet) out.push(name, host);
@@ -1048,9 +1064,12 @@ export function responseHeaders(raw: string[], dechunk = false): string[] {
   const out: string[] = [];
   const dropped = connectionTokens(raw);
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const lower = raw[i].toLowerCase();
-    if (HOP_BY_HOP.has(lower) || dropped?.has(lower) || (dechunk && lower === 'transfer-encoding')) continue;
-    out.push(raw[i], raw[i + 1]);
+    const name = raw[i];
+    if (dropped !== null || HOP_LENGTHS.has(name.length) || (dechunk && name.length === 17)) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || dropped?.has(lower) || (dechunk && lower === 'transfer-encoding')) continue;
+    }
+    out.push(name, raw[i + 1]);
   }
   return out;
 }

@@ -159,10 +159,16 @@ export class SseUsageScanner {
   constructor(private readonly onFirstDelta?: () => void) {}
 
   push(chunk: Buffer): void {
-    let pos = 0;
-    const len = chunk.length;
+    this.pushRange(chunk, 0, chunk.length);
+  }
+
+  /** `push` of `chunk[start..stop]` (the proxy hands payload ranges of the bytes it read, without views). */
+  pushRange(chunk: Buffer, start: number, stop: number): void {
+    let pos = start;
+    const len = stop;
     while (pos < len) {
-      const nl = chunk.indexOf(LF, pos);
+      let nl = chunk.indexOf(LF, pos);
+      if (nl >= len) nl = -1;
       const end = nl === -1 ? len : nl;
       if (this.skippingLine) {
         // Inside a skipped line: jump to its end.
