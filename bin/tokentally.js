@@ -66,7 +66,19 @@ function runBundle(name) {
     }
     process.exit(code);
   };
-  if (name === 'statusline') {
+  if (name === 'hook') {
+    const { parseHookArgs, hookMain } = mod.exports;
+    const flags = parseHookArgs(process.argv.slice(3));
+    if (!flags) return false; // --help: the ES modules' commander answers
+    hookMain(flags).then((code) => {
+      if (process.stdout.writableLength > 0) process.stdout.once('drain', () => done(code, 0));
+      else done(code, 0);
+    }, (err) => {
+      // hookMain reports its own failures; a hook must never block a prompt with a stack trace.
+      if (env.TOKENTALLY_DEBUG) fs.writeSync(2, `${(err && err.stack) || err}\n`);
+      process.exit(0);
+    });
+  } else if (name === 'statusline') {
     const { runStatusline, statuslineStage } = mod.exports;
     runStatusline(process.argv.slice(3)).then((code) => done(code, statuslineStage()), (err) => {
       // runStatusline reports its own failures; this is the never-a-stack-trace guard.
@@ -96,5 +108,6 @@ function isReport(args) {
 
 const argv = process.argv;
 const ran = argv[2] === 'statusline' ? !argv.includes('--help') && !argv.includes('-h') && runBundle('statusline')
-  : isReport(argv.slice(2)) && runBundle('cli');
+  : argv[2] === 'hook' ? runBundle('hook')
+    : isReport(argv.slice(2)) && runBundle('cli');
 if (!ran) import('../dist/src/surfaces/cli/main.js');

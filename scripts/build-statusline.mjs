@@ -26,6 +26,8 @@ const DIST = join(ROOT, 'dist');
 const TARGETS = [
   { name: 'statusline', entry: join(DIST, 'src', 'surfaces', 'statusline', 'run.js'), out: join(DIST, 'statusline.cjs') },
   { name: 'cli', entry: join(DIST, 'src', 'surfaces', 'cli', 'program.js'), out: join(DIST, 'cli.cjs') },
+  // `tokentally hook` (UserPromptSubmit) runs before every prompt, a new process each time: target < 100 ms.
+  { name: 'hook', entry: join(DIST, 'src', 'surfaces', 'cli', 'commands', 'hook.js'), out: join(DIST, 'hook.cjs') },
 ];
 const require = createRequire(import.meta.url);
 
