@@ -506,9 +506,13 @@ export class SqliteStore implements Store {
     })));
   }
 
-  async close(options: { atExit?: boolean } = {}): Promise<void> {
+  /**
+   * `walLimitBytes` (with `atExit`): a WAL over this size is checkpointed and truncated to nothing instead of left
+   * (SQLite cannot restart a WAL the next process reads back: its index is rebuilt as if nothing was checkpointed).
+   */
+  async close(options: { atExit?: boolean; walLimitBytes?: number } = {}): Promise<void> {
     if (!this.db.open) return;
-    if (options.atExit && this.leaveWalForExit()) return;
+    if (options.atExit && this.leaveWalForExit(options.walLimitBytes)) return;
     this.db.close();
   }
 
@@ -521,12 +525,15 @@ export class SqliteStore implements Store {
    * is as durable as the close-time checkpoint (which begins with the same fsync) would have made it.
    * Only when the WAL is small: a large one is checkpointed now rather than replayed by every later open.
    */
-  private leaveWalForExit(): boolean {
+  private leaveWalForExit(limitBytes?: number): boolean {
     if (this.location === ':memory:' || this.db.readonly) return false;
     try {
       const fd = openSync(`${this.location}-wal`, 'r');
       try {
-        if (fstatSync(fd).size > LEAVE_WAL_MAX_BYTES) return false;
+        const size = fstatSync(fd).size;
+        if (size > LEAVE_WAL_MAX_BYTES) return false;
+        // Not busy (0): every frame is in the database, synced, and the WAL is empty.
+        if (limitBytes !== undefined && size > limitBytes) return (this.db.pragma('wal_checkpoint(TRUNCATE)') as Row[])[0]?.busy === 0;
         fsyncSync(fd);
       } finally {
         closeSync(fd);
