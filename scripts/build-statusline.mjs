@@ -112,8 +112,13 @@ module.exports = {
   },
 }];
 
+// The built-in price catalog's fingerprint, by the same code the bundle holds (PriceBook.builtin() uses it).
+const { PriceBook } = await import(new URL('../dist/src/core/pricing/pricebook.js', import.meta.url).href);
+const builtinFingerprint = PriceBook.builtin().fingerprint;
+
 for (const target of TARGETS) {
   const result = await esbuild.build({
+    define: { __TT_BUILTIN_PRICE_FINGERPRINT__: JSON.stringify(builtinFingerprint) },
     entryPoints: [target.entry],
     bundle: true,
     platform: 'node',
@@ -130,7 +135,9 @@ for (const target of TARGETS) {
     minifyWhitespace: true,
     minifySyntax: true,
     banner: {
-      js: '"use strict";\nconst __ttModuleUrl = (p) => require("node:url").pathToFileURL(require("node:path").join(__dirname, p)).href;',
+      // A plain absolute POSIX path is its file URL after 'file://' (pathToFileURL's first call costs ~1-2 ms).
+      js: '"use strict";\nconst __ttModuleUrl = (p) => { const f = require("node:path").join(__dirname, p); '
+        + 'return /^\\/[A-Za-z0-9\\/._-]*$/.test(f) ? `file://${f}` : require("node:url").pathToFileURL(f).href; };',
     },
   });
   const code = result.outputFiles[0].text;

@@ -1,9 +1,12 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatStatusline, parseStatuslineInput, type StatuslineData } from '../../src/surfaces/statusline/run.js';
+import { PriceBook, priceFingerprint } from '../../src/core/pricing/pricebook.js';
+import { BUILTIN_MODELS } from '../../src/core/pricing/catalog.js';
+import { repoRoot } from '../helpers/paths.js';
 import { isolatedEnv, runCli } from '../helpers/cli.js';
 import { sharedPath } from '../helpers/paths.js';
 import { appendTranscript, assistantLine } from '../helpers/transcripts.js';
@@ -145,6 +148,40 @@ describe('tokentally statusline', () => {
     const input = JSON.parse(L3.inputs[2]);
     input.cost.total_cost_usd = 9;
     assert.match(runCli(['statusline'], L3.env, JSON.stringify(input)).stdout, /\(CC \$9\.00\)/);
+  });
+
+  it('leaves its WAL for the next call, checkpointed once it is long, and every call\'s figures are exact', () => {
+    const L4 = lab();
+    const wal = join(L4.env.TOKENTALLY_HOME!, 'tokentally.db-wal');
+    let cost = SESSION_COST;
+    let largest = 0;
+    let first = 0;
+    for (let i = 0; i < 40; i++) {
+      appendTranscript(L4.transcript, [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8',
+        timestamp: `2026-11-22T12:${String(10 + i).padStart(2, '0')}:00.000Z`, input: 1_000_000, output: 0 })]);
+      cost += 5;
+      const j = JSON.parse(runCli(['statusline', '--json'], L4.env, L4.inputs[2]).stdout);
+      assert.equal(j.session.requests, 5 + i);
+      assert.ok(Math.abs(j.session.costUSD - cost) < 1e-6, `${i}: ${j.session.costUSD} != ${cost}`);
+      assert.ok(existsSync(wal));
+      if (i === 0) first = statSync(wal).size;
+      largest = Math.max(largest, statSync(wal).size);
+    }
+    // Checkpointed and emptied once over 512 KB: never much larger (40 calls of ~29 KB would make ~1.4 MB).
+    assert.ok(largest < 600 * 1024, `${largest} (first ${first})`);
+    // A report (another connection) sees everything the statusline committed.
+    const r = runCli(['session', '--json', '--no-sync'], L4.env);
+    assert.equal(r.code, 0, r.stderr);
+    const sj = JSON.parse(r.stdout);
+    const s = (sj.sessions ?? sj.session).find((x: { sessionId: string }) => x.sessionId === SESSION);
+    assert.ok(Math.abs(s.totalCost - cost) < 1e-6, String(s.totalCost));
+  });
+
+  it('the bundle carries the built-in price catalog\'s fingerprint, as computed from the catalog', () => {
+    const bundle = join(repoRoot, 'dist', 'statusline.cjs');
+    if (!existsSync(bundle)) return; // built without esbuild
+    assert.equal(PriceBook.builtin().fingerprint, priceFingerprint(BUILTIN_MODELS));
+    assert.ok(readFileSync(bundle, 'utf8').includes(JSON.stringify(priceFingerprint(BUILTIN_MODELS))));
   });
 
   it('loads neither commander nor the table renderer (the fast path in main.ts)', () => {

@@ -45,20 +45,26 @@ export class PriceBook {
   private readonly byId = new Map<string, ModelPrice>();
   private readonly found = new Map<string, ModelPrice | undefined>();
   readonly models: ModelPrice[];
-  /** Stable text of every price in force; stored costs are recomputed when it changes. */
-  readonly fingerprint: string;
+  private print: string | undefined;
 
-  constructor(models: ModelPrice[]) {
+  constructor(models: ModelPrice[], fingerprint?: string) {
     this.models = models;
     for (const m of models) {
       this.byId.set(m.id, m);
       for (const a of m.aliases) if (!this.byId.has(a)) this.byId.set(a, m);
     }
-    this.fingerprint = fnv1a(JSON.stringify(models));
+    this.print = fingerprint;
+  }
+
+  /** Stable text of every price in force; stored costs are recomputed when it changes. */
+  get fingerprint(): string {
+    return (this.print ??= priceFingerprint(this.models));
   }
 
   static builtin(): PriceBook {
-    return new PriceBook(BUILTIN_MODELS);
+    // The statusline bundle carries the built-in catalog's fingerprint, computed at build time from this same
+    // code (scripts/build-statusline.mjs): hashing the catalog took ~1-4 ms of every (cold, unoptimized) start.
+    return new PriceBook(BUILTIN_MODELS, typeof __TT_BUILTIN_PRICE_FINGERPRINT__ === 'string' ? __TT_BUILTIN_PRICE_FINGERPRINT__ : undefined);
   }
 
   /** The price row for a model id as logged, or undefined when the model is unknown. */
@@ -128,6 +134,13 @@ export class PriceBook {
       + breakdown.cacheRead + breakdown.webSearch;
     return { cost, priceId: m.id, longContext, fast, usGeo, batch, breakdown };
   }
+}
+
+/** Replaced by a string literal in the bundles (esbuild define); never defined in the ES modules. */
+declare const __TT_BUILTIN_PRICE_FINGERPRINT__: string | undefined;
+
+export function priceFingerprint(models: ModelPrice[]): string {
+  return fnv1a(JSON.stringify(models));
 }
 
 function fnv1a(s: string): string {
