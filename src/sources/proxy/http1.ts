@@ -29,20 +29,14 @@ export interface ResponseHead {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const CRLF = Buffer.from('\r\n');
 
-/** RFC 9110 token characters (header names, methods). */
-const TOKEN_CHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHAR[c.charCodeAt(0)] = 1;
-/** Field value characters: visible ASCII, obs-text, SP and HTAB (no CR, LF, NUL or other controls). */
-const VALUE_CHAR = new Uint8Array(256);
-for (let c = 0x20; c < 0x100; c++) VALUE_CHAR[c] = 1;
-VALUE_CHAR[0x09] = 1;
-VALUE_CHAR[0x7f] = 0;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Not allowed in a field value: controls other than HTAB (CR and LF included), and DEL. */
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** Not allowed in a start line: any control character. */
+const BAD_START = /[\x00-\x1f\x7f]/;
 
 type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
-/** A latin1 string of `buf[start..end]` (Buffer#latin1Slice: no argument juggling of toString). */
-const text = (buf: Buffer, start: number, end: number): string => (buf as Latin1Buffer).latin1Slice(start, end);
 
 /** Index just past the head's closing CRLFCRLF, or -1 while it is incomplete. */
 export function headEnd(buf: Buffer, from = 0): number {
@@ -51,61 +45,63 @@ export function headEnd(buf: Buffer, from = 0): number {
 }
 
 /**
- * The field lines of a head, from `pos` (the start of the line after the start line) to `end` (just past the
- * final CRLFCRLF), read byte by byte: only the names and values become strings.
+ * The head as one latin1 string (one call into C++; the fields are slices of it), its start line, and the
+ * index where the field lines begin.
  */
-function parseFields(buf: Buffer, pos: number, end: number): string[] {
+function headText(buf: Buffer): { head: string; first: string; next: number } {
+  const head = (buf as Latin1Buffer).latin1Slice(0, buf.length - 2); // keeps the last field line's CRLF
+  const eol = head.indexOf('\r\n');
+  const first = head.slice(0, eol);
+  if (BAD_START.test(first)) throw new HttpParseError('control character in start line');
+  return { head, first, next: eol + 2 };
+}
+
+/** The field lines of `head` from `pos`, each ending in CRLF: [name, value, ...], values without surrounding OWS. */
+function parseFields(head: string, pos: number): string[] {
   const raw: string[] = [];
-  const last = end - 2; // the final empty line starts here
-  while (pos < last) {
-    const eol = buf.indexOf(CRLF, pos);
-    const c = buf[pos];
+  const end = head.length;
+  while (pos < end) {
+    const eol = head.indexOf('\r\n', pos);
+    const colon = head.indexOf(':', pos);
+    const c = head.charCodeAt(pos);
     if (c === 0x20 || c === 0x09) throw new HttpParseError('obsolete header line folding');
-    let colon = pos;
-    while (colon < eol && TOKEN_CHAR[buf[colon]] === 1) colon++;
-    if (colon === pos || buf[colon] !== 0x3a) throw new HttpParseError(colon === pos ? 'malformed header line' : 'invalid header name');
+    if (colon === -1 || colon > eol) throw new HttpParseError('malformed header line');
+    // A token: no spaces before the colon, no CR or LF (a bare LF would hide a second line).
+    const name = head.slice(pos, colon);
+    if (!TOKEN.test(name)) throw new HttpParseError('invalid header name');
     let vs = colon + 1;
     let ve = eol;
-    while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++;
-    while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
-    for (let k = vs; k < ve; k++) if (VALUE_CHAR[buf[k]] === 0) throw new HttpParseError('invalid character in header value');
-    raw.push(text(buf, pos, colon), text(buf, vs, ve));
+    while (vs < ve && (head.charCodeAt(vs) === 0x20 || head.charCodeAt(vs) === 0x09)) vs++;
+    while (ve > vs && (head.charCodeAt(ve - 1) === 0x20 || head.charCodeAt(ve - 1) === 0x09)) ve--;
+    const value = head.slice(vs, ve);
+    if (BAD_VALUE.test(value)) throw new HttpParseError('invalid character in header value');
+    raw.push(name, value);
     pos = eol + 2;
   }
   return raw;
 }
 
-/** The start line (up to its CRLF); refuses control bytes (a bare CR or LF among them). */
-function startLine(buf: Buffer): { line: string; next: number } {
-  const eol = buf.indexOf(CRLF);
-  for (let k = 0; k < eol; k++) {
-    const b = buf[k];
-    if (b < 0x20 || b === 0x7f) throw new HttpParseError('control character in start line');
-  }
-  return { line: text(buf, 0, eol), next: eol + 2 };
-}
-
 /** A request head (`buf` holds exactly the head, CRLFCRLF included). */
 export function parseRequestHead(buf: Buffer): RequestHead {
-  const { line: first, next } = startLine(buf);
+  const { head, first, next } = headText(buf);
   const a = first.indexOf(' ');
   const b = first.lastIndexOf(' ');
   if (a <= 0 || b <= a) throw new HttpParseError('malformed request line');
   const method = first.slice(0, a);
   const target = first.slice(a + 1, b);
   const version = first.slice(b + 1);
-  for (let k = 0; k < a; k++) if (TOKEN_CHAR[first.charCodeAt(k)] !== 1) throw new HttpParseError('invalid method');
+  if (!TOKEN.test(method)) throw new HttpParseError('invalid method');
   if (target.length === 0 || target.includes(' ')) throw new HttpParseError('invalid request target');
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') throw new HttpParseError('unsupported HTTP version', 505);
-  return { method, target, minor: version === 'HTTP/1.1' ? 1 : 0, raw: parseFields(buf, next, buf.length) };
+  return { method, target, minor: version === 'HTTP/1.1' ? 1 : 0, raw: parseFields(head, next) };
 }
 
 /** A response head (`buf` holds exactly the head, CRLFCRLF included). */
 export function parseResponseHead(buf: Buffer): ResponseHead {
-  const { line: first, next } = startLine(buf);
+  const { head, first, next } = headText(buf);
   const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(first);
   if (!m) throw new HttpParseError('malformed status line');
-  return { status: Number(m[2]), reason: m[3] ?? '', minor: Number(m[1]), raw: parseFields(buf, next, buf.length) };
+  return { status: Number(m[2]), reason: m[3] ?? '', minor: Number(m[1]), raw: parseFields(head, next) };
 }
 
 /** How a message body is delimited. */

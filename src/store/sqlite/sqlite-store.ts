@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { ProxyDetails, RequestRecord } from '../../core/types.js';
@@ -521,8 +521,11 @@ export class SqliteStore implements Store {
    * writes, most of a warm report's close. A process about to exit can skip that: exiting through
    * process.exit() does not run better-sqlite3's cleanup, so the connection is never closed and SQLite never
    * checkpoints; the WAL stays, with every committed transaction, and the next open reads it (SQLite itself
-   * checkpoints when it passes wal_autocheckpoint, 1,000 pages). The WAL is fsynced here, so what is committed
-   * is as durable as the close-time checkpoint (which begins with the same fsync) would have made it.
+   * checkpoints when it passes wal_autocheckpoint, 1,000 pages). Durability is then what `synchronous=NORMAL`
+   * promises for WAL mode: committed transactions survive a crash of the process, and a power loss or OS crash
+   * before the OS writes the WAL back may roll the last ones back, never corrupt the database. Callers that
+   * use this (reports, the statusline) only write transcript imports, whose rows roll back together with their
+   * file checkpoints: the next sync reads those lines again. (An fsync here cost 0.3-25 ms on a VM's disk.)
    * Only when the WAL is small: a large one is checkpointed now rather than replayed by every later open.
    */
   private leaveWalForExit(limitBytes?: number): boolean {
@@ -534,7 +537,6 @@ export class SqliteStore implements Store {
         if (size > LEAVE_WAL_MAX_BYTES) return false;
         // Not busy (0): every frame is in the database, synced, and the WAL is empty.
         if (limitBytes !== undefined && size > limitBytes) return (this.db.pragma('wal_checkpoint(TRUNCATE)') as Row[])[0]?.busy === 0;
-        fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
