@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
+import { fastStat } from './fast-stat.js';
 import { join, resolve, basename, sep } from 'node:path';
 
 export interface TranscriptRoot {
@@ -110,7 +111,7 @@ export class DirCache {
   list(dir: string, onError: (path: string, err: Error) => void): Listing | undefined {
     let st;
     try {
-      st = statSync(dir);
+      st = fastStat(dir);
     } catch (err) {
       onError(dir, err as Error);
       return undefined;

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { fastStat } from './fast-stat.js';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -98,13 +98,13 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
       report.files.seen++;
       let st;
       try {
-        st = statSync(file.path);
+        st = fastStat(file.path);
       } catch (err) {
         report.files.unreadable++;
         onError(file.path, err as Error);
         continue;
       }
-      if (!st.isFile()) continue;
+      if (!st.isFile) continue;
       const checkpoint = await store.getCheckpoint(file.path, pass);
       if (checkpoint && checkpoint.dev === st.dev && checkpoint.ino === st.ino && checkpoint.size === st.size
         && checkpoint.mtimeMs === Math.floor(st.mtimeMs)) {
@@ -125,13 +125,13 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
         report.files.seen++;
         let st;
         try {
-          st = statSync(file.path);
+          st = fastStat(file.path);
         } catch (err) {
           report.files.unreadable++;
           onError(file.path, err as Error);
           continue;
         }
-        if (!st.isFile()) continue;
+        if (!st.isFile) continue;
         if (known.get(file.path) === `${st.dev}:${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`) {
           report.files.unchanged++;
           continue;
