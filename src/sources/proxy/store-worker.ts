@@ -58,7 +58,8 @@ if (parentPort) {
   const problem = (message: string) => port.postMessage({ t: 'problem', message } satisfies FromWorker);
   const prices = loadPrices(data.pricesPath, problem);
   const recorder = new Recorder({
-    openStore: () => SqliteStore.open(data.dbPath, prices, { busyTimeoutMs: data.busyTimeoutMs }),
+    // Small page caches: this connection lives as long as the proxy and writes small batches.
+    openStore: () => SqliteStore.open(data.dbPath, prices, { busyTimeoutMs: data.busyTimeoutMs, cacheKb: 8192 }),
     spoolDir: data.spoolDir,
     replayMs: data.replayMs,
     onProblem: problem,
@@ -71,7 +72,7 @@ if (parentPort) {
     if (msg.t === 'call') {
       try {
         if (!allowed.has(msg.method)) throw new Error(`not a policy store method: ${msg.method}`);
-        policyStore ??= SqliteStore.open(data.dbPath, prices, { busyTimeoutMs: data.busyTimeoutMs });
+        policyStore ??= SqliteStore.open(data.dbPath, prices, { busyTimeoutMs: data.busyTimeoutMs, cacheKb: 4096 });
         const fn = (policyStore as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[msg.method];
         const value = await fn.apply(policyStore, msg.args);
         port.postMessage({ t: 'result', id: msg.id, ok: true, value } satisfies FromWorker);

@@ -166,7 +166,12 @@ export class SqliteStore implements Store {
   }
 
   /** Open (creating or upgrading in place) the database at `path`; `:memory:` for tests. */
-  static open(path: string, prices: PriceBook, options: { readonly?: boolean; busyTimeoutMs?: number } = {}): SqliteStore {
+  /**
+   * `cacheKb`: SQLite's page cache for this connection (default 32 MB: imports touch many index pages and the
+   * default 2 MB thrashes on large syncs). A long-lived writer of small batches (the proxy's store worker) needs
+   * far less, and its memory would otherwise grow with the database up to the full cache.
+   */
+  static open(path: string, prices: PriceBook, options: { readonly?: boolean; busyTimeoutMs?: number; cacheKb?: number } = {}): SqliteStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     let db: Database.Database | undefined;
     try {
@@ -174,8 +179,7 @@ export class SqliteStore implements Store {
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       if (!options.readonly && path !== ':memory:') db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
-      // Imports touch many index pages; the default 2 MB page cache thrashes on large syncs.
-      db.pragma('cache_size = -32768');
+      db.pragma(`cache_size = -${Math.max(256, Math.floor(options.cacheKb ?? 32768))}`);
       migrate(db, path);
       const store = new SqliteStore(path, db, prices);
       if (!options.readonly) store.repriceIfNeeded();
