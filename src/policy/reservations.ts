@@ -112,6 +112,8 @@ export class BudgetLedger {
   private readonly slots = new Map<string, Slot>();
   /** Current day/week/month instance per definition: zone arithmetic once per period, not per request. */
   private readonly windows = new WeakMap<BudgetDefinition, PeriodWindow>();
+  /** The slot key and window of a budget that is not per session, for its current base window (several calls per request). */
+  private readonly shared = new WeakMap<BudgetDefinition, { base: PeriodWindow; key: string; window: PeriodWindow }>();
   private readonly tokens = new Map<number, ReservationToken>();
   private nextId = 1;
   private block: { start: number; last: number } | null = null;
@@ -289,6 +291,21 @@ export class BudgetLedger {
     return { start, end: start + BLOCK_MS, key: '' };
   }
 
+  /** `base` keyed for this request: per session, or shared by every request of the period (then built once). */
+  private composed(b: BudgetDefinition, base: PeriodWindow, ctx: RequestContext): PeriodWindow {
+    if (perSession(b)) return { ...base, key: `${base.key}|s:${ctx.sessionId ?? ''}` };
+    const memo = this.shared.get(b);
+    if (memo && memo.base === base) return memo.window;
+    const window = { ...base };
+    this.shared.set(b, { base, key: `${b.name}@${b.updatedAt}#${window.key}`, window });
+    return window;
+  }
+
+  private slotKey(b: BudgetDefinition, window: PeriodWindow): string {
+    const memo = this.shared.get(b);
+    return memo && memo.window === window ? memo.key : `${b.name}@${b.updatedAt}#${window.key}`;
+  }
+
   private slotFor(b: BudgetDefinition, ctx: RequestContext, now: number, create: boolean): { key: string; window: PeriodWindow; slot?: Slot } {
     let window: PeriodWindow;
     if (b.period === 'block5h') {
@@ -299,18 +316,18 @@ export class BudgetLedger {
         base = periodWindow({ period: b.period, timeZone: b.timeZone, weekStart: b.weekStart, scope: 'all' }, now, { recentTimes: [start] });
         this.windows.set(b, base);
       }
-      window = { ...base, key: perSession(b) ? `${base.key}|s:${ctx.sessionId ?? ''}` : base.key };
+      window = this.composed(b, base, ctx);
     } else if (b.period === 'day' || b.period === 'week' || b.period === 'month') {
       let base = this.windows.get(b);
       if (!base || now < base.start || now >= base.end!) {
         base = periodWindow({ period: b.period, timeZone: b.timeZone, weekStart: b.weekStart, scope: 'all' }, now);
         this.windows.set(b, base);
       }
-      window = { ...base, key: perSession(b) ? `${base.key}|s:${ctx.sessionId ?? ''}` : base.key };
+      window = this.composed(b, base, ctx);
     } else {
       window = periodWindow(b, now, { sessionId: ctx.sessionId });
     }
-    const key = `${b.name}@${b.updatedAt}#${window.key}`;
+    const key = this.slotKey(b, window);
     let slot = this.slots.get(key);
     if (!slot && create) {
       slot = {
