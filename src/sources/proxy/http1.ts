@@ -231,6 +231,17 @@ export class BodyReader {
     if (this.onData) this.onData(buf, start, end);
   }
 
+  /** Skip a line's bytes up to its CR (counted against `limit`); past the CR, go to `next`. Returns the new index. */
+  private skipLine(buf: Buffer, i: number, next: ChunkState, limit: number, what: string): number {
+    const cr = buf.indexOf(0x0d, i);
+    const end = cr === -1 ? buf.length : cr;
+    this.lineBytes += end - i;
+    if (this.lineBytes > limit) throw new HttpParseError(`${what} too long`);
+    if (cr === -1) return buf.length;
+    this.chunkState = next;
+    return cr + 1;
+  }
+
   private pushChunked(buf: Buffer, from: number): number {
     let i = from;
     const len = buf.length;
@@ -256,20 +267,10 @@ export class BodyReader {
           }
           break;
         }
-        case ChunkState.Ext: {
-          // Chunk extensions are ignored (forwarded as they are); the line ends at CR.
-          const cr = buf.indexOf(0x0d, i);
-          if (cr === -1) {
-            this.lineBytes += len - i;
-            i = len;
-          } else {
-            this.lineBytes += cr - i;
-            i = cr + 1;
-            this.chunkState = ChunkState.SizeLF;
-          }
-          if (this.lineBytes > 4096) throw new HttpParseError('chunk extension too long');
+        case ChunkState.Ext:
+          // Chunk extensions are ignored (forwarded as they are).
+          i = this.skipLine(buf, i, ChunkState.SizeLF, 4096, 'chunk extension');
           break;
-        }
         case ChunkState.SizeLF:
           if (c !== 0x0a) throw new HttpParseError('bare CR in chunk size line');
           i++;
@@ -310,20 +311,10 @@ export class BodyReader {
             this.chunkState = ChunkState.TrailerLine;
           }
           break;
-        case ChunkState.TrailerLine: {
-          const cr = buf.indexOf(0x0d, i);
-          if (cr === -1) {
-            this.lineBytes += len - i;
-            i = len;
-          } else {
-            this.lineBytes += cr - i;
-            i = cr + 1;
-            this.chunkState = ChunkState.TrailerLF;
-            this.lineBytes = this.lineBytes > 0 ? this.lineBytes : 1; // a trailer line follows: not the end
-          }
-          if (this.lineBytes > 65536) throw new HttpParseError('trailers too long');
+        case ChunkState.TrailerLine:
+          // Entered on a byte that is not CR, so lineBytes > 0 at its CRLF: not the empty line that ends the body.
+          i = this.skipLine(buf, i, ChunkState.TrailerLF, 65536, 'trailers');
           break;
-        }
         case ChunkState.TrailerLF:
           if (c !== 0x0a) throw new HttpParseError('bare CR in trailers');
           i++;

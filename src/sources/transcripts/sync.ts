@@ -1,4 +1,4 @@
-import { fastStat } from './fast-stat.js';
+import { fastStat, type FileStat } from './fast-stat.js';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -89,22 +89,27 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
     report.errors.push({ file, message: err.code ?? err.message });
   };
 
+  /** A transcript's stat, counted as seen; null (counted as unreadable, or not a file) when it cannot be read. */
+  const statTranscript = (path: string): FileStat | null => {
+    report.files.seen++;
+    try {
+      const st = fastStat(path);
+      return st.isFile ? st : null;
+    } catch (err) {
+      report.files.unreadable++;
+      onError(path, err as Error);
+      return null;
+    }
+  };
+
   // Plan: stat everything first so progress has a byte total and unchanged files cost one stat.
   const plan: PlanItem[] = [];
   const pass = options.pass ?? 'requests';
   if (options.onlyPaths) {
     // A sync of a few named files (statusline, hook) looks up only their checkpoints.
     for (const file of options.onlyPaths.map((p) => foundFileFor(p, roots.map((r) => r.projectsDir)))) {
-      report.files.seen++;
-      let st;
-      try {
-        st = fastStat(file.path);
-      } catch (err) {
-        report.files.unreadable++;
-        onError(file.path, err as Error);
-        continue;
-      }
-      if (!st.isFile) continue;
+      const st = statTranscript(file.path);
+      if (!st) continue;
       const checkpoint = await store.getCheckpoint(file.path, pass);
       if (checkpoint && checkpoint.dev === st.dev && checkpoint.ino === st.ino && checkpoint.size === st.size
         && checkpoint.mtimeMs === Math.floor(st.mtimeMs)) {
@@ -122,16 +127,8 @@ export async function syncTranscripts(store: Store, options: SyncOptions = {}): 
     const changed: { file: FoundFile; size: number }[] = [];
     for (const files of lists) {
       for (const file of files) {
-        report.files.seen++;
-        let st;
-        try {
-          st = fastStat(file.path);
-        } catch (err) {
-          report.files.unreadable++;
-          onError(file.path, err as Error);
-          continue;
-        }
-        if (!st.isFile) continue;
+        const st = statTranscript(file.path);
+        if (!st) continue;
         if (known.get(file.path) === `${st.dev}:${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`) {
           report.files.unchanged++;
           continue;
