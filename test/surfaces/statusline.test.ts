@@ -1,6 +1,6 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatStatusline, parseStatuslineInput, type StatuslineData } from '../../src/surfaces/statusline/run.js';
@@ -9,7 +9,7 @@ import { BUILTIN_MODELS } from '../../src/core/pricing/catalog.js';
 import { repoRoot } from '../helpers/paths.js';
 import { isolatedEnv, runCli } from '../helpers/cli.js';
 import { sharedPath } from '../helpers/paths.js';
-import { appendTranscript, assistantLine } from '../helpers/transcripts.js';
+import { appendTranscript, assistantLine, toolResultLine } from '../helpers/transcripts.js';
 
 const SESSION = '54518870-8f23-41b7-8800-ac63ca425b74';
 // Opus 4.8 ($5 in, $25 out, $6.25 5m writes, $10 1h writes, $0.50 reads) over the session's 4 responses:
@@ -175,6 +175,55 @@ describe('tokentally statusline', () => {
     const sj = JSON.parse(r.stdout);
     const s = (sj.sessions ?? sj.session).find((x: { sessionId: string }) => x.sessionId === SESSION);
     assert.ok(Math.abs(s.totalCost - cost) < 1e-6, String(s.totalCost));
+  });
+
+  it('after an assistant message, adds the new requests without SQLite, exactly as a full run counts them; falls back when it could not be exact', () => {
+    // Two stores over the same transcripts: one with the store-free path, one always doing the full run.
+    const F = lab();
+    const fullEnv = { ...F.env, TOKENTALLY_HOME: mkdtempSync(join(tmpdir(), 'tt-sl-full-')), TOKENTALLY_STATUSLINE_FAST: '0' };
+    const input = F.inputs[2];
+    const db = join(F.env.TOKENTALLY_HOME!, 'tokentally.db');
+    const stampOf = (p: string) => (existsSync(p) ? `${statSync(p).size}:${statSync(p).mtimeMs}` : '-');
+    const both = (label: string) => {
+      const before = `${stampOf(db)} ${stampOf(`${db}-wal`)}`;
+      const fast = runCli(['statusline'], F.env, input);
+      const full = runCli(['statusline'], fullEnv, input);
+      assert.equal(fast.code, 0, fast.stderr);
+      assert.equal(fast.stdout, full.stdout, label);
+      return { line: fast.stdout, storeUntouched: before === `${stampOf(db)} ${stampOf(`${db}-wal`)}` };
+    };
+    both('first call: a full run in both');
+    const steps: Array<{ label: string; lines: string[]; fast: boolean }> = [
+      { label: 'a new response', fast: true, lines: [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8',
+        timestamp: '2026-11-22T12:40:00.000Z', input: 1200, output: 300, cacheRead: 40_000, cacheWrite5m: 900 })] },
+      { label: 'a response written as two lines (one per content block), then a tool result', fast: true, lines: [
+        assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', messageId: 'msg_two_blocks', requestId: 'req_two_blocks',
+          timestamp: '2026-11-22T12:41:00.000Z', input: 10, output: 5, cacheRead: 41_000 }),
+        assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', messageId: 'msg_two_blocks', requestId: 'req_two_blocks',
+          timestamp: '2026-11-22T12:41:02.000Z', input: 10, output: 250, cacheRead: 41_000, tools: [{ id: 'toolu_x', name: 'Bash' }] }),
+        toolResultLine('toolu_x', 'ok', { sessionId: SESSION, timestamp: '2026-11-22T12:41:03.000Z' })] },
+      { label: 'the same response again, a larger copy: a merge with a stored row, so a full run', fast: false, lines: [
+        assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', messageId: 'msg_two_blocks', requestId: 'req_two_blocks',
+          timestamp: '2026-11-22T12:41:04.000Z', input: 10, output: 900, cacheRead: 41_000 })] },
+      { label: 'a model without a price: counted as unknown, never $0', fast: true, lines: [assistantLine({ sessionId: SESSION,
+        model: 'claude-imaginary-9', timestamp: '2026-11-22T12:42:00.000Z', input: 5000, output: 50 })] },
+      { label: 'two more responses at once', fast: true, lines: [
+        assistantLine({ sessionId: SESSION, model: 'claude-haiku-4-5-20251001', timestamp: '2026-11-22T12:43:00.000Z', input: 90, output: 900 }),
+        assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:44:00.000Z', input: 10, output: 10, webSearches: 2 })] },
+      { label: 'a half-written line is left for later, as the importer leaves it', fast: true, lines: [] },
+    ];
+    for (const step of steps) {
+      if (step.lines.length) appendTranscript(F.transcript, step.lines);
+      else appendFileSync(F.transcript, '{"type":"assistant","message":{"id":"msg_partial"');
+      const r = both(step.label);
+      assert.equal(r.storeUntouched, step.fast, `${step.label}: ${step.fast ? 'no store write expected' : 'a full run expected'}`);
+    }
+    // Another writer (a report's sync) changes the store: the next call is a full run, still equal.
+    assert.equal(runCli(['daily', '--json'], F.env).code, 0);
+    assert.equal(runCli(['daily', '--json'], fullEnv).code, 0); // the same history in both stores
+    appendFileSync(F.transcript, '}\n');
+    appendTranscript(F.transcript, [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:45:00.000Z' })]);
+    assert.equal(both('after another writer').storeUntouched, false);
   });
 
   it('the bundle carries the built-in price catalog\'s fingerprint, as computed from the catalog', () => {

@@ -291,6 +291,12 @@ export function dirCachePath(store: Store, options: Pick<SyncOptions, 'dirCache'
 }
 
 /** Name a file given by path relative to the transcript root that holds it (or to its grandparent folder). */
+/** The files as a sync of `onlyPaths` names them (relative to their transcript root, for attribution). */
+export function foundFilesFor(paths: string[], env: NodeJS.ProcessEnv = process.env): FoundFile[] {
+  const roots = transcriptRoots(env).roots.map((r) => r.projectsDir);
+  return paths.map((p) => foundFileFor(p, roots));
+}
+
 function foundFileFor(path: string, roots: string[]): FoundFile {
   const abs = resolve(path);
   const root = roots.find((r) => abs.startsWith(r + sep));

@@ -371,6 +371,19 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * What the statusline's store-free path needs to know it can add new requests without a merge (see
+   * statusline/fast.ts): every key stored for the session, whether any row is keyed by request id alone (a new line
+   * could absorb one), and whether any row lies after `now` (a later full count would include it).
+   */
+  sessionKeyFacts(sessionId: string, now: number): { keys: string[]; requestIdRows: boolean; futureRows: boolean } {
+    return this.guard(() => ({
+      keys: this.db.prepare('SELECT key FROM requests WHERE session_id = ?').pluck().all(sessionId) as string[],
+      requestIdRows: this.db.prepare("SELECT 1 FROM requests WHERE key >= 'r:' AND key < 'r;' LIMIT 1").pluck().get() !== undefined,
+      futureRows: this.db.prepare('SELECT 1 FROM requests WHERE ts > ? LIMIT 1').pluck().get(now) !== undefined,
+    }));
+  }
+
   async countRequests(): Promise<number> {
     return this.guard(() => (this.db.prepare('SELECT COUNT(*) AS n FROM requests').get() as { n: number }).n);
   }

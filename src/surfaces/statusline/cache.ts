@@ -32,7 +32,7 @@ export function cacheKey(parts: { home: string; input: string; flags: string; mi
     fileStamp(db), fileStamp(`${db}-wal`), fileStamp(join(parts.home, 'prices.json'))]);
 }
 
-function cachePath(home: string, sessionId: string): string {
+export function cachePath(home: string, sessionId: string): string {
   return join(home, 'cache', 'statusline', `${sessionId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || '_'}.json`);
 }
 
@@ -48,13 +48,13 @@ export function readCachedLine(home: string, sessionId: string, key: string): st
 const WEEK = 7 * 86_400_000;
 
 /** Best effort: a failure to cache never affects the line. Entries of sessions idle for a week are removed. */
-export function writeCachedLine(home: string, sessionId: string, key: string, line: string): void {
+export function writeCachedLine(home: string, sessionId: string, key: string, line: string, extra: Record<string, unknown> = {}): void {
   try {
     const path = cachePath(home, sessionId);
     const dir = join(home, 'cache', 'statusline');
     mkdirSync(dir, { recursive: true });
     const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ key, line }));
+    writeFileSync(tmp, JSON.stringify({ key, line, ...extra }));
     renameSync(tmp, path);
     if (Math.random() < 0.02) {
       const now = Date.now();

@@ -13,7 +13,8 @@ import { existsSync, fstatSync, readdirSync, readFileSync, statSync, writeSync }
 import { basename, dirname, join, resolve } from 'node:path';
 import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
-import { cacheKey, homeDir, readCachedLine, writeCachedLine } from './cache.js';
+import { cacheKey, cachePath, homeDir, readCachedLine, writeCachedLine } from './cache.js';
+import { fastStatusline, readFastState, storeStamps, type FastState } from './fast.js';
 import { compact, duration, usd, usdWithUnknown } from './text.js';
 
 /** The fields of Claude Code's statusLine JSON this command reads (all optional: older versions lack some). */
@@ -37,6 +38,8 @@ export interface StatuslineData {
   block: {
     start: number; end: number; cost: number; unknownCostTokens: number; remainingMs: number;
     costPerHour: number | null; projectedCost: number | null;
+    /** First and last request of the block (for the store-free path, fast.ts); not printed. */
+    firstTs?: number | null; lastTs?: number | null;
   } | null;
   context: { tokens: number; size: number | null; percent: number | null } | null;
   /** Set when the transcript could not be imported (the figures are from what was stored before). */
@@ -192,6 +195,7 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
   const block = b ? {
     start: b.startTs, end: b.endTs, cost: b.cost, unknownCostTokens: b.unknownCostTokens, remainingMs: b.endTs - opts.now,
     costPerHour: b.burnRate?.costPerHour ?? null, projectedCost: b.projection?.projectedCost ?? null,
+    firstTs: b.firstTs, lastTs: b.lastTs,
   } : null;
 
   let context: StatuslineData['context'] = null;
@@ -208,6 +212,47 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
     }
   }
   return { model: input?.modelName ?? input?.modelId ?? null, session, today, block, context, syncError };
+}
+
+async function fastPriceBook(home: string): Promise<import('../../core/pricing/pricebook.js').PriceBook | null> {
+  const { PriceBook } = await import('../../core/pricing/pricebook.js');
+  const path = join(home, 'prices.json');
+  if (!existsSync(path)) return PriceBook.builtin();
+  try {
+    const { applyUserPrices } = await import('../../core/pricing/user-prices.js');
+    return applyUserPrices(JSON.parse(readFileSync(path, 'utf8')), path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the store-free path (fast.ts) starts from after a full run: the figures just printed, the session files'
+ * checkpoints, and every key stored for the session. Null when that path could not be exact from here.
+ */
+async function fastStateBase(sqlite: import('../../store/sqlite/sqlite-store.js').SqliteStore, input: StatuslineInput,
+  data: StatuslineData, now: number, env: NodeJS.ProcessEnv): Promise<Omit<FastState, 'stamps'> | null> {
+  const b = data.block;
+  if (!data.session || !b || b.firstTs == null || b.lastTs == null || data.syncError || !input.transcriptPath) return null;
+  const facts = sqlite.sessionKeyFacts(data.session.id, now);
+  if (facts.requestIdRows || facts.futureRows) return null;
+  const { foundFilesFor } = await import('../../sources/transcripts/sync.js');
+  const files: FastState['files'] = [];
+  for (const file of foundFilesFor(sessionFiles(input.transcriptPath), env)) {
+    const checkpoint = await sqlite.getCheckpoint(file.path);
+    if (!checkpoint) return null;
+    files.push({ file, checkpoint });
+  }
+  const { date, start } = localToday(now);
+  const d = new Date(start);
+  return {
+    v: 1, sessionId: data.session.id, date, dayStart: start, dayEnd: new Date(d.getFullYear(), d.getMonth(), d.getDate() + 1).getTime(),
+    session: { cost: data.session.cost, unknownCostTokens: data.session.unknownCostTokens, requests: data.session.requests },
+    today: { cost: data.today.cost, unknownCostTokens: data.today.unknownCostTokens, requests: data.today.requests },
+    block: { start: b.start, end: b.end, firstTs: b.firstTs, lastTs: b.lastTs, cost: b.cost, unknownCostTokens: b.unknownCostTokens,
+      requests: 0 },
+    files, keys: facts.keys, bytes: 0, fullAt: now,
+  };
 }
 
 /** Claude Code's estimate is shown beside ours when they differ by more than a cent and 5 %. */
@@ -358,22 +403,44 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
         return 0;
       }
     }
+    // After an assistant message only this session's transcript grew: add its new requests to the last full
+    // run's figures without opening SQLite, when that is exact (fast.ts says when).
+    const fastEligible = Boolean(input?.sessionId && input.transcriptPath && !flags.json && flags.sync && !flags.timeZone
+      && env.TOKENTALLY_STATUSLINE_FAST !== '0' && env.TOKENTALLY_STATUSLINE_CACHE !== '0');
+    const flagsKey = JSON.stringify(flags);
+    if (fastEligible) {
+      const state = readFastState(cachePath(home, input!.sessionId!));
+      // The price book without cli/context.js (which loads the SQLite store's modules); a price file that does not
+      // load sends the call to the full run, which reports it.
+      const prices = state && await fastPriceBook(home);
+      const fast = prices && fastStatusline(state, input!, prices, now, storeStamps(home, flagsKey), files.map((f) => resolve(f)));
+      if (fast) {
+        const line = formatStatusline(fast.data);
+        emit(1, line + '\n');
+        writeCachedLine(home, input!.sessionId!, keyOf(files), line, { fast: fast.state });
+        return 0;
+      }
+    }
     stage = Math.max(stage, 1);
     const [{ SqliteStore }, { databasePath, loadPriceBook }] = await Promise.all([
       import('../../store/sqlite/sqlite-store.js'), import('../cli/context.js')]);
+    const prices = loadPriceBook(env);
     // A statusline must not wait on a writer: a short busy timeout, then show what is stored.
-    const sqlite = SqliteStore.open(databasePath(env), loadPriceBook(env), { busyTimeoutMs: 200 });
+    const sqlite = SqliteStore.open(databasePath(env), prices, { busyTimeoutMs: 200 });
     store = sqlite;
     const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env });
     const line = flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data);
     emit(1, line + '\n');
+    const fastBase = fastEligible ? await fastStateBase(sqlite, input!, data, now, env) : null;
     // The WAL stays for the next call (fsynced, see SqliteStore.close): closing would checkpoint it and delete
     // the file, and the next call's first commit would create it again: 4 fsyncs per call where this is 1.
     await sqlite.close({ atExit: true, walLimitBytes: STATUSLINE_WAL_LIMIT_BYTES });
     store = undefined;
     // Keyed on the state after this run's own import (and the close's WAL checkpoint).
     if (input?.sessionId && !data.syncError) {
-      writeCachedLine(home, input.sessionId, keyOf(input.transcriptPath ? sessionFiles(input.transcriptPath) : []), line);
+      const fast: FastState | null = fastBase && { ...fastBase, stamps: storeStamps(home, flagsKey) };
+      writeCachedLine(home, input.sessionId, keyOf(input.transcriptPath ? sessionFiles(input.transcriptPath) : []), line,
+        fast ? { fast } : {});
     }
   } catch (err) {
     const reason = (err as Error)?.message ?? String(err);
