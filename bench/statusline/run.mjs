@@ -10,10 +10,11 @@
 //    one Claude Code "runs": its transcript_path goes in a realistic statusLine JSON, and the clock is pinned
 //    (TOKENTALLY_NOW) 10 minutes after its last request, so "today" and the 5-hour block are live.
 // 3. Series of --runs spawned calls, p50/p95/max each:
-//    - nothing changed since the previous call (timer refreshes, mode changes): the line cache answers; and the
-//      same with the cache off (TOKENTALLY_STATUSLINE_CACHE=0: SQLite opened, no transcript to import);
+//    - nothing changed since the previous call (timer refreshes, mode changes): the line cache answers;
+//    - a full run every call (TOKENTALLY_STATUSLINE_CACHE=0: line cache and store-free path off, SQLite opened and
+//      queried): what a call costs after another process wrote the store (another session's statusline, a report);
 //    - appended: one new response is appended to the session before every call (what happens after each
-//      assistant message; the session is a copy, so the data set stays pristine);
+//      assistant message; the session is a copy, so the data set stays pristine): the store-free path adds it;
 //    - the floor: `node -e 0` (Node's own start);
 //    - ccusage 20.0.24 `statusline` (if installed in bench/.peer: its native binary, cache on = its default,
 //      and --no-cache for a few runs).
@@ -273,7 +274,7 @@ await call(stdinFor(copyPath))();
 results.push(await series('node -e 0 (Node start, the floor)', args.runs, args.waitIdle, null,
   () => timed(process.execPath, ['-e', '0'], baseEnv)));
 results.push(await series('tokentally statusline, nothing changed (its line cache)', args.runs, args.waitIdle, null, call(stdinFor(transcript))));
-results.push(await series('tokentally statusline, nothing changed, cache off', args.runs, args.waitIdle, null,
+results.push(await series('tokentally statusline, full run (line cache, store-free path off)', args.runs, args.waitIdle, null,
   () => timed(process.execPath, [tokentally, 'statusline'], { ...env, TOKENTALLY_STATUSLINE_CACHE: '0' }, stdinFor(transcript))));
 results.push(await series('tokentally statusline, +1 response before each call', args.runs, args.waitIdle, appendResponse, call(stdinFor(copyPath))));
 
@@ -315,8 +316,11 @@ lines.push('(CPU ms = mean user+system CPU per call, our process only; busy CPUs
 lines.push('');
 const ours = results.filter((r) => r.label.startsWith('tokentally'));
 const worst = Math.max(...ours.map((r) => r.p95));
-lines.push(`target: tokentally statusline p95 < ${TARGET_P95_MS} ms: ${worst < TARGET_P95_MS ? 'met' : 'NOT met'} (worst series p95 ${worst.toFixed(1)} ms; `
-  + `Node's own start p50 ${results[0].p50.toFixed(1)} ms)`);
+// Per series: Claude Code calls the statusline after each message (+1 response) and on timers and mode changes
+// (nothing changed); a call after another process wrote the store (another session, a report) is a full run.
+lines.push(`target: tokentally statusline p95 < ${TARGET_P95_MS} ms: ${worst < TARGET_P95_MS ? 'met in every series' : 'NOT met in every series'} `
+  + `(Node's own start p50 ${results[0].p50.toFixed(1)} ms, p95 ${results[0].p95.toFixed(1)} ms)`);
+for (const r of ours) lines.push(`  ${r.p95 < TARGET_P95_MS ? 'met    ' : 'NOT met'}  p95 ${r.p95.toFixed(1).padStart(5)} ms  ${r.label}`);
 lines.push(`last line printed: ${ours[ours.length - 1].lastOutput}`);
 if (process.env.NODE_EXTRA_CA_CERTS) {
   const extra = await series('node -e 0 with NODE_EXTRA_CA_CERTS', 10, 0, null,
