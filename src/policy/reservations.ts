@@ -148,10 +148,22 @@ export class BudgetLedger {
   /** Request times (ascending) over the last BLOCK_LOOKBACK_MS, to locate the current 5-hour block. */
   setRecentTimes(times: number[]): void {
     const now = this.now();
-    // Requests admitted here may not be in the store yet: keep the latest one this ledger saw.
-    const all = this.block ? [...times, this.block.last].sort((a, b) => a - b) : times;
+    // Requests admitted here may not be in the store yet: keep the latest one this ledger saw. `times` comes sorted
+    // and may hold a day of a busy proxy's requests (100,000+): no re-sort or copy unless the extra one falls inside.
+    let all = times;
+    if (this.block) {
+      const extra = this.block.last;
+      if (times.length === 0 || extra >= times[times.length - 1]) all = times.concat(extra);
+      else all = [...times, extra].sort((a, b) => a - b);
+    }
     const w = block5hWindow(all, now);
-    const last = all.filter((t) => t <= now).at(-1);
+    let last: number | undefined;
+    for (let i = all.length - 1; i >= 0; i--) {
+      if (all[i] <= now) {
+        last = all[i];
+        break;
+      }
+    }
     this.block = w.active && last !== undefined ? { start: w.start, last } : null;
     this.blockKnown = true;
   }
