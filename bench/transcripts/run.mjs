@@ -509,13 +509,17 @@ async function main() {
     else rmSync(home, { recursive: true, force: true });
   }
 
+  /** One more tokentally run in `home` under --cpu-prof: the per-thread summary. */
+  const profiled = async (what, home) => {
+    const dir = join(OUT, `cpuprofile-${what}`);
+    rmSync(dir, { recursive: true, force: true });
+    const r = checkRun(await runTokentally(`${what}-profile`, home, ['daily', '--json'], ['--cpu-prof', '--cpu-prof-dir', dir]));
+    return `one more ${what} tokentally run under --cpu-prof (${fmtS(r.wallS)}):\n${summarizeProfiles(dir)}`;
+  };
   let profileText = null;
   if (args.profile) {
     const home = freshHome();
-    const dir = join(OUT, 'cpuprofile');
-    rmSync(dir, { recursive: true, force: true });
-    const r = checkRun(await runTokentally('cold-profile', home, ['daily', '--json'], ['--cpu-prof', '--cpu-prof-dir', dir]));
-    profileText = `one more cold tokentally run under --cpu-prof (${fmtS(r.wallS)}):\n${summarizeProfiles(dir)}`;
+    profileText = await profiled('cold', home);
     rmSync(home, { recursive: true, force: true });
   }
 
@@ -552,10 +556,7 @@ async function main() {
     const home = freshHome();
     cpSync(template, home, { recursive: true });
     inc = append(args);
-    const dir = join(OUT, 'cpuprofile-warm');
-    rmSync(dir, { recursive: true, force: true });
-    const r = checkRun(await runTokentally('warm-profile', home, ['daily', '--json'], ['--cpu-prof', '--cpu-prof-dir', dir]));
-    profileText = `${profileText ?? ""}\none more warm tokentally run under --cpu-prof (${fmtS(r.wallS)}):\n${summarizeProfiles(dir)}`;
+    profileText = `${profileText}\n${await profiled('warm', home)}`;
     restore(inc);
     rmSync(home, { recursive: true, force: true });
   }

@@ -92,7 +92,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
 /** Lengths of the names that may need dropping or rewriting: other names skip the lower-casing. */
 const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
 const REQUEST_SPECIAL_LENGTHS = new Set([...HOP_LENGTHS, 'host'.length, 'accept-encoding'.length]);
-const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ECLOSED']);
+const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 /** Encodings whose bytes we can decode (a copy) to read usage; others are removed from `accept-encoding`. */
 const DECODERS: Record<string, (() => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress) | undefined> = {
   gzip: () => zlib.createGunzip(),

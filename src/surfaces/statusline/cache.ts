@@ -17,7 +17,8 @@ export function homeDir(env: NodeJS.ProcessEnv): string {
   return configured ? resolve(configured) : join(env.HOME || homedir(), '.tokentally');
 }
 
-function fileStamp(path: string): string {
+/** `inode:size:mtime` of a file, `-` when absent: what changes when anything writes it. */
+export function fileStamp(path: string): string {
   try {
     const st = statSync(path);
     return `${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`;

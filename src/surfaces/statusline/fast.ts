@@ -14,13 +14,14 @@
  * - at most FAST_MAX_BYTES read and FAST_MAX_AGE_MS since the last full run, so the store catches up regularly
  *   (the next full run imports these lines from the store's own checkpoints).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PriceBook } from '../../core/pricing/pricebook.js';
 import { totalTokens, type RequestRecord } from '../../core/types.js';
 import type { FoundFile } from '../../sources/transcripts/discover.js';
 import { readTranscriptFile } from '../../sources/transcripts/reader.js';
 import type { FileCheckpoint } from '../../store/store.js';
+import { fileStamp } from './cache.js';
 import type { StatuslineData, StatuslineInput } from './run.js';
 
 const BLOCK_MS = 5 * 3_600_000;
@@ -47,19 +48,10 @@ export interface FastState {
   fullAt: number;
 }
 
-function stamp(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`;
-  } catch {
-    return '-';
-  }
-}
-
 /** The database, its WAL and prices.json as they are now: any other writer changes one of them. */
 export function storeStamps(home: string, flags: string): string {
   const db = join(home, 'tokentally.db');
-  return JSON.stringify([flags, stamp(db), stamp(`${db}-wal`), stamp(join(home, 'prices.json'))]);
+  return JSON.stringify([flags, fileStamp(db), fileStamp(`${db}-wal`), fileStamp(join(home, 'prices.json'))]);
 }
 
 /** Figures from the state plus the session's new lines, or null when only a full run can be exact. */
