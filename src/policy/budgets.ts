@@ -197,7 +197,7 @@ export function perSession(b: Pick<BudgetDefinition, 'scope' | 'period'>): boole
  */
 export function scopeMatches(b: Pick<BudgetDefinition, 'scope' | 'period'>, ctx: RequestContext, prices?: PriceBook): boolean {
   if (perSession(b) && !ctx.sessionId) return false;
-  const s = parseScope(b.scope);
+  const s = parsedScope(b.scope);
   switch (s.kind) {
     case 'all':
     case 'session':
@@ -209,6 +209,18 @@ export function scopeMatches(b: Pick<BudgetDefinition, 'scope' | 'period'>, ctx:
     case 'key':
       return ctx.keyHash === s.hash;
   }
+}
+
+/** Stored scopes are valid (checked when saved) and few: parsed once each, not on every request the proxy checks. */
+const scopeCache = new Map<string, Scope>();
+function parsedScope(text: string): Scope {
+  let s = scopeCache.get(text);
+  if (s === undefined) {
+    s = parseScope(text);
+    if (scopeCache.size >= 1000) scopeCache.clear();
+    scopeCache.set(text, s);
+  }
+  return s;
 }
 
 export function underPath(p: string, root: string): boolean {

@@ -126,40 +126,45 @@ export class PolicyGate {
     }
     if (!doc) return passThrough;
     const now = this.now();
-    const f = requestFeatures(doc, req.body.length, req.headers);
-    const ctx: RequestContext = { sessionId: req.sessionId, project: req.project, model: f.model, keyHash: req.keyHash };
+    // Budgets need only the model and max_tokens; the full features (system prompt hash, word counts...) are
+    // computed when a routing rule or a downgrade looks at them.
+    const requested = typeof doc.model === 'string' && doc.model ? doc.model : null;
+    const maxTokens = typeof doc.max_tokens === 'number' && Number.isFinite(doc.max_tokens) ? doc.max_tokens : null;
+    let features: RequestFeatures | null = null;
+    const f = (): RequestFeatures => (features ??= requestFeatures(doc, req.body.length, req.headers));
+    const ctx: RequestContext = { sessionId: req.sessionId, project: req.project, model: requested, keyHash: req.keyHash };
 
-    await prepareLedger(this.ledger, this.store, ctx, now);
+    if (this.ledger.needsRecentTimes() || this.ledger.baselineNeeds(ctx).length > 0) await prepareLedger(this.ledger, this.store, ctx, now);
     // Synchronous from here to the reservation.
-    const admission = this.ledger.admit(ctx, estimateRequestCostUsd(this.prices, f.model, req.body.length, f.maxTokens, now));
+    const admission = this.ledger.admit(ctx, estimateRequestCostUsd(this.prices, requested, req.body.length, maxTokens, now));
     if (admission.decision === 'block') {
       return { kind: 'respond', response: billingErrorResponse(admission.deciding!, now), admission };
     }
     const addHeaders: Record<string, string> = {};
     const decisions: RouteDecision[] = [];
-    let model = f.model;
+    let model = requested;
     if (admission.decision === 'warn' && admission.deciding) {
       const [k, v] = warningHeader(admission.deciding);
       addHeaders[k] = v;
     }
-    if (admission.decision === 'downgrade' && admission.deciding && f.model) {
-      const d = planDowngrade(this.prices, f, this.routing.ladder, now);
+    if (admission.decision === 'downgrade' && admission.deciding && requested) {
+      const d = planDowngrade(this.prices, f(), this.routing.ladder, now);
       const b = admission.deciding.budget;
       if (d.plan) {
         model = d.plan.to;
-        decisions.push(this.downgradeDecision(b.name, f, d.plan.to, 'routed', null, req.sessionId, now));
-        const [k, v] = rewriteHeader(f.model, d.plan.to, `budget "${b.name}"`);
+        decisions.push(this.downgradeDecision(b.name, f(), d.plan.to, 'routed', null, req.sessionId, now));
+        const [k, v] = rewriteHeader(requested, d.plan.to, `budget "${b.name}"`);
         addHeaders[k] = v;
       } else {
         // Nothing cheaper can take this request: let it through, say so.
         const reason = d.skipped.length ? d.skipped.map((s) => s.reason).join('; ') : 'no cheaper model on the ladder';
-        decisions.push(this.downgradeDecision(b.name, f, d.skipped[0]?.model ?? f.model, 'refused', reason, req.sessionId, now));
+        decisions.push(this.downgradeDecision(b.name, f(), d.skipped[0]?.model ?? requested, 'refused', reason, req.sessionId, now));
         const [k, v] = warningHeader(admission.deciding);
         addHeaders[k] = `${v}; not downgraded: ${reason}`;
       }
     }
-    if (model === f.model) {
-      const route = decideRoute(this.routing, f, this.prices, now, req.sessionId);
+    if (model === requested && requested && this.routing.rules.length > 0) {
+      const route = decideRoute(this.routing, f(), this.prices, now, req.sessionId);
       if (route) {
         decisions.push(route);
         if (route.outcome === 'routed') {
@@ -170,9 +175,9 @@ export class PolicyGate {
       }
     }
     let body = req.body;
-    if (model !== f.model && model) {
+    if (model !== requested && model) {
       body = rewriteModel(doc, model);
-      if (admission.token) this.ledger.adjust(admission.token, estimateRequestCostUsd(this.prices, model, body.length, f.maxTokens, now) ?? 0);
+      if (admission.token) this.ledger.adjust(admission.token, estimateRequestCostUsd(this.prices, model, body.length, maxTokens, now) ?? 0);
     }
     const stored: GateTicket['decisions'] = [];
     for (const d of decisions) {
@@ -180,7 +185,7 @@ export class PolicyGate {
       const id = this.store.recordRouteDecision(d).catch(() => null);
       stored.push({ id, decision: d });
     }
-    return { kind: 'forward', body, addHeaders, ticket: { token: admission.token, admission, decisions: stored, modelRequested: f.model, modelSent: model } };
+    return { kind: 'forward', body, addHeaders, ticket: { token: admission.token, admission, decisions: stored, modelRequested: requested, modelSent: model } };
   }
 
   /**

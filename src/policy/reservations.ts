@@ -242,6 +242,7 @@ export class BudgetLedger {
         s.settledUsd += actualUsd;
       }
       if (actualUsd !== null) s.settledCount++;
+      if (!this.thresholdDue(s)) continue;
       const alerts = alertsFor(this.statusOf(s, now), s.fired, now, source);
       for (const a of alerts) s.fired.add(a.threshold);
       out.push(...alerts);
@@ -380,6 +381,15 @@ export class BudgetLedger {
       else this.block = { start: Math.floor(now / HOUR) * HOUR, last: now };
     }
     return { decision, token, checks, deciding };
+  }
+
+  /** Some alert threshold is reached and not fired yet (the percent `statusOf` reports; checked without building it). */
+  private thresholdDue(s: Slot): boolean {
+    const thresholds = s.budget.alerts;
+    if (thresholds.length === 0) return false;
+    const percent = (((s.baseline?.cost ?? 0) + s.settledUsd) / s.budget.limitUsd) * 100;
+    for (const t of thresholds) if (percent >= t && !s.fired.has(t)) return true;
+    return false;
   }
 
   private statusOf(s: Slot, now: number): BudgetStatus {
