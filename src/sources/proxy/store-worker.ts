@@ -22,7 +22,8 @@ export interface StoreWorkerData {
 }
 
 export type ToWorker =
-  | { t: 'records'; id: number; records: RequestRecord[] }
+  /** Records as JSON lines (serialized by WorkerRecorder.add). */
+  | { t: 'records'; id: number; lines: string }
   | { t: 'flush'; id: number }
   | { t: 'replay'; id: number }
   | { t: 'close'; id: number }
@@ -84,7 +85,7 @@ if (parentPort) {
     await ready;
     try {
       if (msg.t === 'records') {
-        for (const r of msg.records) recorder.add(r);
+        for (const line of msg.lines.split('\n')) recorder.add(JSON.parse(line) as RequestRecord);
         await recorder.flush();
       } else if (msg.t === 'flush') {
         await recorder.flush();
