@@ -22,8 +22,7 @@ export interface StoreWorkerData {
 }
 
 export type ToWorker =
-  /** Records as JSON lines (serialized by WorkerRecorder.add). */
-  | { t: 'records'; id: number; lines: string }
+  | { t: 'records'; id: number; records: RequestRecord[] }
   | { t: 'flush'; id: number }
   | { t: 'replay'; id: number }
   | { t: 'close'; id: number }
@@ -85,7 +84,7 @@ if (parentPort) {
     await ready;
     try {
       if (msg.t === 'records') {
-        for (const line of msg.lines.split('\n')) recorder.add(JSON.parse(line) as RequestRecord);
+        for (const r of msg.records) recorder.add(r);
         await recorder.flush();
       } else if (msg.t === 'flush') {
         await recorder.flush();

@@ -20,18 +20,15 @@ export interface WorkerRecorderOptions extends Partial<Omit<StoreWorkerData, 'db
 const MAX_RESTARTS = 5;
 
 /**
- * The proxy's record sink: batches records on the main thread and hands them to a worker thread that owns
- * the SQLite store. Each record is serialized to a JSON line when it is added (a few µs per request,
- * after its response): posting a batch is then one string copy, where structured-cloning a batch of 100+
- * record objects held the forwarding thread for most of a millisecond every 50 ms. A record is dropped from memory only when the
+ * The proxy's record sink: batches records on the main thread (an array push per request) and hands
+ * them to a worker thread that owns the SQLite store. A record is dropped from memory only when the
  * worker says it is written or spooled; if the worker dies, unacknowledged records are spooled from here
  * and the worker is restarted (it replays the spool on start).
  */
 export class WorkerRecorder implements RecordSink {
   private worker: Worker | null = null;
-  /** Records as JSON lines: serialized one by one as they come, so a batch is handed over as one string. */
-  private pending: string[] = [];
-  private readonly unacked = new Map<number, { lines: string; count: number }>();
+  private pending: RequestRecord[] = [];
+  private readonly unacked = new Map<number, RequestRecord[]>();
   private readonly waiters = new Map<number, () => void>();
   private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private seq = 0;
@@ -51,7 +48,7 @@ export class WorkerRecorder implements RecordSink {
 
   add(record: RequestRecord): void {
     if (this.closing) return;
-    this.pending.push(JSON.stringify(record));
+    this.pending.push(record);
     if (this.pending.length >= 256) this.post();
     else if (!this.timer) {
       this.timer = setTimeout(() => this.post(), this.opts.batchMs ?? 50);
@@ -118,7 +115,7 @@ export class WorkerRecorder implements RecordSink {
 
   stats(): RecorderStats {
     let inFlight = this.pending.length;
-    for (const b of this.unacked.values()) inFlight += b.count;
+    for (const b of this.unacked.values()) inFlight += b.length;
     return { ...this.lastStats, queued: this.lastStats.queued + inFlight };
   }
 
@@ -128,17 +125,16 @@ export class WorkerRecorder implements RecordSink {
       this.timer = null;
     }
     if (this.pending.length === 0) return;
-    const count = this.pending.length;
-    const lines = this.pending.join('\n');
+    const records = this.pending;
     this.pending = [];
     const id = ++this.seq;
-    this.unacked.set(id, { lines, count });
+    this.unacked.set(id, records);
     if (!this.worker) {
       this.spoolUnacked();
       return;
     }
     try {
-      this.worker.postMessage({ t: 'records', id, lines } satisfies ToWorker);
+      this.worker.postMessage({ t: 'records', id, records } satisfies ToWorker);
     } catch (err) {
       this.problem(`handing records to the store worker: ${(err as Error).message}`);
       this.spoolUnacked();
@@ -203,17 +199,16 @@ export class WorkerRecorder implements RecordSink {
 
   /** Write every unconfirmed record to a spool file from this thread (rare: the worker is gone). */
   private spoolUnacked(): void {
-    const batches = [...this.unacked.values()];
-    if (this.pending.length) batches.push({ lines: this.pending.join('\n'), count: this.pending.length });
+    const batches = [...this.unacked.values(), this.pending];
     this.unacked.clear();
     this.pending = [];
-    const count = batches.reduce((n, b) => n + b.count, 0);
-    if (count === 0) return;
+    const lines = batches.flat().map((r) => JSON.stringify(r));
+    if (lines.length === 0) return;
     try {
       mkdirSync(this.data.spoolDir, { recursive: true });
-      appendFileSync(join(this.data.spoolDir, `${Date.now()}-${process.pid}-main.jsonl`), batches.map((b) => b.lines + '\n').join(''), { mode: 0o600 });
+      appendFileSync(join(this.data.spoolDir, `${Date.now()}-${process.pid}-main.jsonl`), lines.join('\n') + '\n', { mode: 0o600 });
     } catch (err) {
-      this.problem(`spool: ${(err as Error).message}; ${count} records lost`);
+      this.problem(`spool: ${(err as Error).message}; ${lines.length} records lost`);
     }
   }
 
