@@ -71,6 +71,10 @@ export function isBillable(method: string, path: string): boolean {
   return method.toUpperCase() === 'POST' && path.replace(/\/+$/, '') === '/v1/messages';
 }
 
+function passThrough(body: Buffer): GateResult {
+  return { kind: 'forward', body, addHeaders: {}, ticket: { token: null, admission: null, decisions: [], modelRequested: null, modelSent: null } };
+}
+
 export class PolicyGate {
   readonly ledger: BudgetLedger;
   private routing: RoutingConfig;
@@ -112,11 +116,35 @@ export class PolicyGate {
   }
 
   async before(req: GateRequest): Promise<GateResult> {
-    const passThrough: GateResult = {
-      kind: 'forward', body: req.body, addHeaders: {},
-      ticket: { token: null, admission: null, decisions: [], modelRequested: null, modelSent: null },
-    };
-    if (this.idle || !isBillable(req.method, req.path)) return passThrough;
+    const parsed = this.parse(req);
+    if (parsed === null) return passThrough(req.body);
+    const { doc, ctx } = parsed;
+    const now = this.now();
+    if (this.ledger.needsRecentTimes() || this.ledger.baselineNeeds(ctx).length > 0) await prepareLedger(this.ledger, this.store, ctx, now);
+    return this.decide(req, doc, ctx, now);
+  }
+
+  /**
+   * True when no request can be answered, rewritten or marked now, whatever its body says: no routing rules, and
+   * every budget has one current period slot (none per session or per project, whose slot or scope depends on the
+   * request), loaded from the store and not exhausted. The proxy then forwards a request before reading it and
+   * calls `beforeForwarded` in the same synchronous step, so its reservation is still made before any other
+   * request is admitted.
+   */
+  clearForAny(): boolean {
+    return this.routing.rules.length === 0 && this.ledger.clearForAny();
+  }
+
+  /** `before` for a request forwarded while `clearForAny()` held (same synchronous step): reserves, never refuses. */
+  beforeForwarded(req: GateRequest): GateResult {
+    const parsed = this.parse(req);
+    if (parsed === null) return passThrough(req.body);
+    return this.decide(req, parsed.doc, parsed.ctx, this.now());
+  }
+
+  /** The request's JSON body and budget context; null when it is not budgeted (not billable, not a JSON object). */
+  private parse(req: GateRequest): { doc: Record<string, unknown>; ctx: RequestContext } | null {
+    if (this.idle || !isBillable(req.method, req.path)) return null;
     let doc: Record<string, unknown> | null = null;
     try {
       const parsed = req.doc !== undefined ? req.doc : JSON.parse(req.body.toString('utf8'));
@@ -124,18 +152,19 @@ export class PolicyGate {
     } catch {
       // not JSON: the API will refuse it; nothing to budget
     }
-    if (!doc) return passThrough;
-    const now = this.now();
+    if (!doc) return null;
+    const model = typeof doc.model === 'string' && doc.model ? doc.model : null;
+    return { doc, ctx: { sessionId: req.sessionId, project: req.project, model, keyHash: req.keyHash } };
+  }
+
+  /** Decide and reserve: synchronous, every baseline the request touches loaded. */
+  private decide(req: GateRequest, doc: Record<string, unknown>, ctx: RequestContext, now: number): GateResult {
     // Budgets need only the model and max_tokens; the full features (system prompt hash, word counts...) are
     // computed when a routing rule or a downgrade looks at them.
-    const requested = typeof doc.model === 'string' && doc.model ? doc.model : null;
+    const requested = ctx.model;
     const maxTokens = typeof doc.max_tokens === 'number' && Number.isFinite(doc.max_tokens) ? doc.max_tokens : null;
     let features: RequestFeatures | null = null;
     const f = (): RequestFeatures => (features ??= requestFeatures(doc, req.body.length, req.headers));
-    const ctx: RequestContext = { sessionId: req.sessionId, project: req.project, model: requested, keyHash: req.keyHash };
-
-    if (this.ledger.needsRecentTimes() || this.ledger.baselineNeeds(ctx).length > 0) await prepareLedger(this.ledger, this.store, ctx, now);
-    // Synchronous from here to the reservation.
     const admission = this.ledger.admit(ctx, estimateRequestCostUsd(this.prices, requested, req.body.length, maxTokens, now));
     if (admission.decision === 'block') {
       return { kind: 'respond', response: billingErrorResponse(admission.deciding!, now), admission };

@@ -105,6 +105,9 @@ export interface LedgerOptions {
   persistLagMs?: number;
 }
 
+/** Context of a budget slot that does not depend on the request (budgets not per session). */
+const NO_CONTEXT: RequestContext = { sessionId: null, project: null, model: null, keyHash: null };
+
 const RANK: Record<BudgetAction | 'allow', number> = { allow: 0, warn: 1, downgrade: 2, block: 3 };
 
 export class BudgetLedger {
@@ -166,6 +169,24 @@ export class BudgetLedger {
     }
     this.block = w.active && last !== undefined ? { start: w.start, last } : null;
     this.blockKnown = true;
+  }
+
+  /**
+   * No request can be refused, downgraded or warned now, whichever it is: every budget has a single current slot
+   * (not per session, not scoped to a project, whose match needs a store lookup), that slot is loaded and not
+   * exhausted, and the 5-hour block is located. (`decide` only looks at whether a budget is already exhausted.)
+   */
+  clearForAny(): boolean {
+    if (this.budgets.length === 0) return true;
+    if (!this.blockKnown && this.budgets.some((b) => b.period === 'block5h')) return false;
+    const now = this.now();
+    for (const b of this.budgets) {
+      if (perSession(b) || b.scope.startsWith('project:')) return false;
+      const { slot } = this.slotFor(b, NO_CONTEXT, now, false);
+      if (!slot || slot.baseline === undefined) return false;
+      if (slot.baseline.cost + slot.settledUsd + slot.reservedUsd >= b.limitUsd) return false;
+    }
+    return true;
   }
 
   /** Slots the request will touch whose baseline has not been read from the store yet. */

@@ -122,6 +122,34 @@ describe('reservation ledger', () => {
     await store.close();
   });
 
+  it('clearForAny: true only while every budget has one loaded, unexhausted slot (nothing per session or per project, the 5-hour block located)', () => {
+    const now = () => T('2026-11-20T12:00:00Z');
+    assert.equal(new BudgetLedger([], { prices, now }).clearForAny(), true, 'no budgets');
+    const day = budget({ name: 'day', limitUsd: 10 });
+    const opus = budget({ name: 'opus', limitUsd: 10, scope: 'model:claude-opus-*', action: 'downgrade' });
+    const l = new BudgetLedger([day, opus], { prices, now });
+    assert.equal(l.clearForAny(), false, 'baselines not loaded');
+    for (const n of l.baselineNeeds({ ...ctx, model: 'claude-opus-4-8' })) l.setBaseline(n.slot, spend(9.5));
+    assert.equal(l.clearForAny(), true);
+    // $9.50 + a $0.60 reservation reaches the day budget's $10: the next request must be checked first.
+    const a = l.admit(ctx, 0.6);
+    assert.equal(a.decision, 'allow');
+    assert.equal(l.clearForAny(), false, 'settled + reserved reached a limit');
+    l.settle(a.token!, 0.4);
+    assert.equal(l.clearForAny(), true, '$9.90 of $10');
+    for (const scope of ['session', 'project:/p']) {
+      const other = budget({ name: 'other', limitUsd: 10, scope });
+      const m = new BudgetLedger([other], { prices, now });
+      for (const n of m.baselineNeeds(ctx)) m.setBaseline(n.slot, spend(0));
+      assert.equal(m.clearForAny(), false, scope);
+    }
+    const block = new BudgetLedger([budget({ name: 'block', limitUsd: 10, period: 'block5h' })], { prices, now });
+    assert.equal(block.clearForAny(), false, 'the 5-hour block is not located yet');
+    block.setRecentTimes([now() - 3_600_000]);
+    for (const n of block.baselineNeeds(ctx)) block.setBaseline(n.slot, spend(1));
+    assert.equal(block.clearForAny(), true);
+  });
+
   it('combines budgets: block beats downgrade beats warn; a budget that does not apply is ignored', () => {
     const now = () => T('2026-11-20T12:00:00Z');
     const l = ledgerWith([

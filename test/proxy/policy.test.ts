@@ -267,6 +267,50 @@ describe('proxy policy: budgets and routing through the real proxy with @anthrop
     }
   });
 
+  it('a request no budget can refuse is forwarded before it is read, and still reserved and counted: the budget blocks once exhausted; per-session budgets always check first', async () => {
+    // Each answer: 10 input + 16,000 output tokens of Opus 4.8 = $0.40005 (the mock's plan), spend starts at $9.
+    const answer = (i: number) => ({
+      kind: 'sse' as const,
+      body: textSse({ id: `msg_01First${String(i).padStart(20, '0')}`, text: 'ok', usage: { input: 10, cacheWrite5m: 0, cacheWrite1h: 0, cacheRead: 0, output: 16_000 } }),
+    });
+    const params = { model: 'claude-opus-4-8', max_tokens: 100, messages: [{ role: 'user' as const, content: 'hi' }] };
+    const st = await startPolicyStack({ spendUsd: 9, budgets: [budget({ name: 'daily', limitUsd: 10, action: 'block' })], mock: { plan: [0, 1, 2, 3].map(answer) } });
+    try {
+      const client = st.client({ maxRetries: 0 });
+      // 1st: the day's baseline is not loaded yet: read, checked (store lookup), then forwarded.
+      await client.messages.create(params);
+      await st.settle(1);
+      assert.equal(st.proxy.stats().forwardedFirst, 0);
+      // 2nd and 3rd: $9.40 and $9.80 spent, nothing exhausted: forwarded first, reserved in the same step.
+      await client.messages.create(params);
+      await st.settle(2);
+      assert.equal(st.proxy.stats().forwardedFirst, 1);
+      assert.equal(st.policy.gate.ledger.inFlight(), 0, 'the reservation was settled');
+      await client.messages.create(params);
+      await st.settle(3);
+      assert.equal(st.proxy.stats().forwardedFirst, 2);
+      // $10.20 spent: the budget is exhausted, so the next request is checked first and refused.
+      await assert.rejects(client.messages.create(params), (e: unknown) => e instanceof Anthropic.APIError && e.status === 429);
+      assert.equal(st.proxy.stats().forwardedFirst, 2);
+      assert.equal(st.mock.messageCount, 3);
+      const status = st.policy.gate.ledger.statuses().find((s) => s.budget.name === 'daily')!;
+      assert.ok(Math.abs(status.spentUsd - (9 + 3 * 0.40005)) < 1e-9, `spent ${status.spentUsd}`);
+    } finally {
+      await st.close();
+    }
+    const perSession = await startPolicyStack({ budgets: [budget({ name: 'per-session', limitUsd: 10, action: 'block', scope: 'session' })], mock: { plan: [0, 1].map(answer) } });
+    try {
+      const client = perSession.client({ maxRetries: 0 });
+      for (let i = 1; i <= 2; i++) {
+        await client.messages.create(params, { headers: { 'x-claude-code-session-id': 'sess-a' } });
+        await perSession.settle(i);
+      }
+      assert.equal(perSession.proxy.stats().forwardedFirst, 0, 'a per-session budget is checked before each request is forwarded');
+    } finally {
+      await perSession.close();
+    }
+  });
+
   it('50 concurrent SDK requests at $9 of a $10 block budget: 3 forwarded, 47 blocked, overshoot below one request\'s reservation', async () => {
     // Each answer costs 10 input + 16,000 output tokens of Opus 4.8: $0.40005; each reservation is its estimate,
     // ceil(body bytes / 4) input tokens + max_tokens (16,000) of output: a little more.

@@ -128,6 +128,16 @@ export class ProxyPolicy {
     return this.gate.before(req);
   }
 
+  /** No request can be refused or rewritten now (PolicyGate.clearForAny): it may be forwarded before it is read. */
+  clearForAny(): boolean {
+    return this.gate.clearForAny();
+  }
+
+  /** Reserve for a request forwarded while `clearForAny()` held, in the same synchronous step. */
+  beforeForwarded(req: GateRequest): GateResult {
+    return this.gate.beforeForwarded(req);
+  }
+
   /** Settle a forwarded request (never throws; the proxy does not wait for it). */
   after(ticket: GateTicket, info: SettleInfo | null): void {
     let costUsd: number | null = null;

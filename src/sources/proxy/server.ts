@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestRecord } from '../../core/types.js';
-import { isBillable, type GateResult, type GateTicket } from '../../policy/gate.js';
+import { isBillable, type GateRequest, type GateResult, type GateTicket } from '../../policy/gate.js';
 import type { PolicyResponse } from '../../policy/responses.js';
 import {
   BodyReader, headEnd, headerObject, HttpParseError, parseRequestHead, parseResponseHead, requestFraming,
@@ -66,6 +66,8 @@ export interface ProxyStats {
   blocked: number;
   /** Requests whose model a budget (downgrade) or a routing rule rewrote. */
   rewritten: number;
+  /** Budgeted requests forwarded before they were read, no budget being able to refuse any request then (then reserved). */
+  forwardedFirst: number;
 }
 
 export interface ProxyHandle {
@@ -120,7 +122,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
   const maxInspect = options.maxInspectBytes ?? DEFAULT_INSPECT;
   const maxResponseInspect = options.maxResponseInspectBytes ?? DEFAULT_INSPECT;
   const started = Date.now();
-  const stats: ProxyStats = { requests: 0, inFlight: 0, recorded: 0, clientAborts: 0, upstreamErrors: 0, staleSocketRetries: 0, blocked: 0, rewritten: 0 };
+  const stats: ProxyStats = { requests: 0, inFlight: 0, recorded: 0, clientAborts: 0, upstreamErrors: 0, staleSocketRetries: 0, blocked: 0, rewritten: 0, forwardedFirst: 0 };
   const live = new Set<Exchange>();
   const conns = new Set<ClientConn>();
   let shuttingDown = false;
@@ -386,6 +388,21 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     /** Begin with `initial`, bytes that followed the head (maybe the body, maybe more); returns how many it took. */
     start(initial: Buffer | null): number {
       if (this.headers.expect?.toLowerCase() === '100-continue' && !this.reqReader.done && !initial) this.conn.socket.write(CONTINUE);
+      if (this.gated && initial && this.reqReader.framing.kind === 'length' && this.reqReader.framing.length > 0
+        && this.reqReader.framing.length <= initial.length && this.gated.clearForAny()) {
+        // The whole body is here and no budget can refuse or rewrite any request now: forward first, then
+        // read the body and reserve its estimate in the same synchronous step (no other request in between).
+        const policy = this.gated;
+        this.gated = null;
+        stats.forwardedFirst++;
+        const n = this.reqReader.push(initial);
+        const wire = n === initial.length ? initial : initial.subarray(0, n);
+        this.keepWire(wire);
+        this.connect(false, [wire]);
+        this.reserveForwarded(policy, wire);
+        this.requestEnded();
+        return n;
+      }
       if (this.gated) {
         this.holding = true;
         if (this.reqReader.done) {
@@ -533,7 +550,8 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       });
     }
 
-    async applyPolicy(policy: ProxyPolicy, body: Buffer): Promise<void> {
+    /** Parse the body once (its request info is read from the same parse) and describe it for the policy. */
+    private gateRequest(body: Buffer): GateRequest {
       let doc: unknown = null;
       if (body.length > 0) {
         try {
@@ -542,16 +560,34 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       }
       this.info = inspectRequestDoc(doc);
       this.infoPreset = true;
+      const h = this.headers;
+      const sid = h['x-claude-code-session-id'];
+      const sessionId = (typeof sid === 'string' && sid.trim() ? sid.trim().slice(0, 200) : null) ?? this.info.metadataSession;
+      return {
+        method: this.head.method, path: this.endpoint, headers: h as IncomingHttpHeaders, body, doc,
+        keyHash: keyHash(h as IncomingHttpHeaders), sessionId, project: null,
+      };
+    }
+
+    /** The reservation of a request forwarded before it was read (see `start`). */
+    private reserveForwarded(policy: ProxyPolicy, body: Buffer): void {
+      try {
+        const result = policy.beforeForwarded(this.gateRequest(body));
+        if (result.kind === 'forward') {
+          this.ticket = result.ticket;
+          if (Object.keys(result.addHeaders).length) this.addHeaders = result.addHeaders;
+        }
+      } catch (err) {
+        problem(`budget check failed, request forwarded unchanged: ${(err as Error).message}`);
+      }
+    }
+
+    async applyPolicy(policy: ProxyPolicy, body: Buffer): Promise<void> {
       let result: GateResult | null = null;
       try {
-        const h = this.headers;
-        const sid = h['x-claude-code-session-id'];
-        const sessionId = (typeof sid === 'string' && sid.trim() ? sid.trim().slice(0, 200) : null) ?? this.info.metadataSession;
-        const project = policy.needsProject && sessionId ? await policy.projectOf(sessionId) : null;
-        result = await policy.before({
-          method: this.head.method, path: this.endpoint, headers: h as IncomingHttpHeaders, body, doc,
-          keyHash: keyHash(h as IncomingHttpHeaders), sessionId, project,
-        });
+        const req = this.gateRequest(body);
+        if (policy.needsProject && req.sessionId) req.project = await policy.projectOf(req.sessionId);
+        result = await policy.before(req);
       } catch (err) {
         // Fail open: a policy that cannot be evaluated (store unavailable) never breaks traffic.
         problem(`budget/routing check failed, request forwarded unchanged: ${(err as Error).message}`);
