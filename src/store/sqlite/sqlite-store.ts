@@ -19,20 +19,25 @@ import type { RouteDecision } from '../../policy/routing.js';
 type Row = Record<string, unknown>;
 
 /**
- * The compiled addon, handed to better-sqlite3 so it skips the `bindings` package's path search (3-10 ms of
- * every start: most of what the statusline can spend). Undefined (search as usual) when it is elsewhere.
+ * better-sqlite3, loaded at the first open (a process that imports this module but never opens a store, such as
+ * the statusline answering from its caches, pays nothing), and its compiled addon's path, handed to better-sqlite3
+ * so it skips the `bindings` package's path search (3-10 ms of every start: most of what the statusline can
+ * spend); undefined (search as usual) when the addon is elsewhere. Loaded with require: importing the CommonJS
+ * package from ESM would run Node's export scanner over it (~5 ms).
  */
-const require = createRequire(import.meta.url);
-const NATIVE_BINDING = (() => {
+let sqlite: { Database: typeof Database; nativeBinding: string | undefined } | undefined;
+function betterSqlite3(): { Database: typeof Database; nativeBinding: string | undefined } {
+  if (sqlite) return sqlite;
+  const require = createRequire(import.meta.url);
+  let nativeBinding: string | undefined;
   try {
     const p = join(dirname(require.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
-    return existsSync(p) ? p : undefined;
+    nativeBinding = existsSync(p) ? p : undefined;
   } catch {
-    return undefined;
+    nativeBinding = undefined;
   }
-})();
-/** Loaded with require: importing the CommonJS package from ESM would run Node's export scanner over it (~5 ms). */
-const DatabaseCtor = require('better-sqlite3') as typeof Database;
+  return (sqlite = { Database: require('better-sqlite3') as typeof Database, nativeBinding });
+}
 
 /** A WAL up to this size may be left for the next open by close({ atExit }) (SQLite's autocheckpoint: 1,000 pages). */
 const LEAVE_WAL_MAX_BYTES = 8 * 1024 * 1024;
@@ -70,17 +75,25 @@ const MERGE_SQL = `UPDATE requests SET
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private readonly insert: Database.Statement;
-  private readonly merge: Database.Statement;
-  private readonly upsertMany: (rows: Row[]) => UpsertResult;
+  /** Prepared at the first write: a reader (the statusline when its session did not grow) never pays for them. */
+  private writer?: (rows: Row[]) => UpsertResult;
   private readonly saveCheckpoint: Partial<Record<SyncPass, Database.Statement>> = {};
   private readonly checkpointByPath: Partial<Record<SyncPass, Database.Statement>> = {};
   private factStatements?: { call: Database.Statement; result: Database.Statement; compaction: Database.Statement };
 
   private constructor(readonly location: string, db: Database.Database, private readonly prices: PriceBook) {
     this.db = db;
-    this.insert = db.prepare(INSERT_SQL);
-    this.merge = db.prepare(MERGE_SQL);
+  }
+
+  /** Insert new rows, merge the others (see MERGE_SQL), and keep the rollup in step; the statements are prepared once. */
+  private get upsertMany(): (rows: Row[]) => UpsertResult {
+    return this.writer ??= this.prepareWriter();
+  }
+
+  private prepareWriter(): (rows: Row[]) => UpsertResult {
+    const db = this.db;
+    const insert = db.prepare(INSERT_SQL);
+    const merge = db.prepare(MERGE_SQL);
     const byKey = db.prepare('SELECT * FROM requests WHERE key = ?');
     const messageKeyOf = db.prepare("SELECT key FROM requests WHERE request_id = ? AND key LIKE 'm:%' LIMIT 1").pluck();
     const remove = db.prepare('DELETE FROM requests WHERE key = ?');
@@ -94,7 +107,7 @@ export class SqliteStore implements Store {
         web_searches = web_searches + excluded.web_searches, cost = cost + excluded.cost,
         unknown_tokens = unknown_tokens + excluded.unknown_tokens, unknown_requests = unknown_requests + excluded.unknown_requests,
         first_ts = MIN(first_ts, excluded.first_ts), last_ts = MAX(last_ts, excluded.last_ts)`);
-    this.upsertMany = (rows) => {
+    return (rows) => {
       let inserted = 0;
       let updated = 0;
       // New rows' sums, added to the rollup once per (quarter hour, model) at the end of the batch.
@@ -140,20 +153,20 @@ export class SqliteStore implements Store {
           if (owner) row = { ...row, key: owner };
         }
         for (let i = 0; i < INSERT_COLS.length; i++) params[i] = row[INSERT_COLS[i]];
-        if (this.insert.run(params).changes === 1) {
+        if (insert.run(params).changes === 1) {
           inserted++;
           addInserted(row);
         } else {
           // The update trigger adjusts the rollup: it must already hold this batch's inserts.
           flushSums();
-          this.merge.run(row);
+          merge.run(row);
           updated++;
         }
         if (orphansPossible && requestId && (row.key as string).startsWith('m:')) {
           const orphan = byKey.get(`r:${requestId}`) as Row | undefined;
           if (orphan) {
             flushSums();
-            this.merge.run({ ...orphan, key: row.key });
+            merge.run({ ...orphan, key: row.key });
             remove.run(orphan.key);
             inserted--;
             updated++;
@@ -175,7 +188,8 @@ export class SqliteStore implements Store {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     let db: Database.Database | undefined;
     try {
-      db = new DatabaseCtor(path, { readonly: options.readonly ?? false, nativeBinding: NATIVE_BINDING });
+      const { Database: DatabaseCtor, nativeBinding } = betterSqlite3();
+      db = new DatabaseCtor(path, { readonly: options.readonly ?? false, nativeBinding });
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       if (!options.readonly && path !== ':memory:') db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
