@@ -4,12 +4,10 @@
 // which `tokentally statusline` cannot afford. Every other command loads the ES modules in dist/.
 
 /**
- * `tokentally statusline` runs after every assistant message, a new process each time: it runs the one-file
- * bundle dist/statusline.cjs (scripts/build-statusline.mjs) compiled from a V8 code cache kept in
- * TOKENTALLY_HOME/cache. Reports (`tokentally`, `daily`, ...) run dist/cli.cjs the same way: a warm report is
- * mostly process start. Returns false when there is no bundle (built without esbuild): the ES modules answer.
+ * dist/<name>.cjs, compiled from its V8 code cache in TOKENTALLY_HOME/cache: its exports, and `done(code, stage)`,
+ * which rewrites the cache when this run went further than the one that wrote it, then exits. Null without it.
  */
-function runBundle(name) {
+function loadBundle(name) {
   const fs = require('node:fs');
   const path = require('node:path');
   const file = path.join(__dirname, '..', 'dist', `${name}.cjs`);
@@ -17,7 +15,7 @@ function runBundle(name) {
   try {
     source = fs.readFileSync(file, 'utf8');
   } catch {
-    return false;
+    return null;
   }
   const vm = require('node:vm');
   const { createRequire, wrap } = require('node:module');
@@ -48,7 +46,7 @@ function runBundle(name) {
     script = new vm.Script(wrap(source), { filename: file, cachedData });
     script.runInThisContext().call(mod.exports, mod.exports, createRequire(file), mod, file, path.dirname(file));
   } catch {
-    return false;
+    return null;
   }
   const done = (code, stage) => {
     // Functions are compiled when first called, and the cache holds those compiled so far: rewrite it when this
@@ -66,8 +64,23 @@ function runBundle(name) {
     }
     process.exit(code);
   };
+  return { exports: mod.exports, done };
+}
+
+/**
+ * `tokentally statusline` runs after every assistant message, a new process each time: it runs the one-file
+ * bundle dist/statusline.cjs (scripts/build-statusline.mjs) compiled from a V8 code cache kept in
+ * TOKENTALLY_HOME/cache. Reports (`tokentally`, `daily`, ...) run dist/cli.cjs the same way: a warm report is
+ * mostly process start. Returns false when there is no bundle (built without esbuild): the ES modules answer.
+ */
+function runBundle(name, front) {
+  const bundle = loadBundle(name);
+  if (!bundle) return false;
+  const { exports: mod, done } = bundle;
+  const env = process.env;
+  const fs = require('node:fs');
   if (name === 'hook') {
-    const { parseHookArgs, hookMain } = mod.exports;
+    const { parseHookArgs, hookMain } = mod;
     const flags = parseHookArgs(process.argv.slice(3));
     if (!flags) return false; // --help: the ES modules' commander answers
     hookMain(flags).then((code) => {
@@ -79,8 +92,8 @@ function runBundle(name) {
       process.exit(0);
     });
   } else if (name === 'statusline') {
-    const { runStatusline, statuslineStage } = mod.exports;
-    runStatusline(process.argv.slice(3)).then((code) => done(code, statuslineStage()), (err) => {
+    const { runStatusline, statuslineStage } = mod;
+    runStatusline(process.argv.slice(3), env, front).then((code) => done(code, statuslineStage()), (err) => {
       // runStatusline reports its own failures; this is the never-a-stack-trace guard.
       fs.writeSync(1, 'tokentally: unavailable\n');
       if (env.TOKENTALLY_DEBUG) fs.writeSync(2, `${(err && err.stack) || err}\n`);
@@ -88,7 +101,7 @@ function runBundle(name) {
     });
   } else {
     // program.js's main() reports every failure itself, as dist/src/surfaces/cli/main.js does.
-    mod.exports.main(process.argv.slice(2)).then((code) => {
+    mod.main(process.argv.slice(2)).then((code) => {
       // Flush stdout before exiting (piped output is asynchronous).
       if (process.stdout.writableLength > 0) process.stdout.once('drain', () => done(code, 0));
       else done(code, 0);
@@ -106,8 +119,56 @@ function isReport(args) {
   return ['daily', 'report', 'weekly', 'monthly', 'session', 'project', 'model'].includes(first);
 }
 
+/**
+ * `tokentally statusline` in up to three steps, each a bundle of its own (scripts/build-statusline.mjs):
+ * dist/statusline-hit.cjs answers from the line cache (a few KB: compiled as it runs, no code cache needed);
+ * when it saw a state the store-free path may apply to, dist/statusline-fast.cjs tries that (the transcript
+ * reader and the price book); only then dist/statusline.cjs, the full run with SQLite, from its V8 code cache.
+ * False without the bundles (built without esbuild): the ES modules answer.
+ */
+function runStatuslineSteps() {
+  let hit;
+  try {
+    hit = require('../dist/statusline-hit.cjs');
+  } catch {
+    return runBundle('statusline');
+  }
+  const argv3 = process.argv.slice(3);
+  const r = hit.statuslineFromLineCache(argv3);
+  if (r.answered) process.exit(0);
+  const front = { stdin: r.stdin, lineCacheChecked: true, fastTried: false };
+  const full = () => {
+    if (runBundle('statusline', front)) return;
+    // The front read stdin: the statusline from the ES modules, given what it read.
+    import('../dist/src/surfaces/statusline/run.js').then((m) => m.runStatusline(argv3, process.env, front))
+      .then((code) => process.exit(code), () => {
+        require('node:fs').writeSync(1, 'tokentally: unavailable\n');
+        process.exit(0);
+      });
+  };
+  if (!r.fastPossible) {
+    full();
+    return true;
+  }
+  const fast = loadBundle('statusline-fast');
+  if (!fast) {
+    full();
+    return true;
+  }
+  // The cache entry the front parsed (the fast path's state): not read and parsed twice.
+  fast.exports.runFastStatusline(argv3, process.env, { ...front, entry: r.entry }).then((answered) => {
+    if (answered) fast.done(0, 1);
+    front.fastTried = true;
+    full();
+  }, () => {
+    front.fastTried = true;
+    full();
+  });
+  return true;
+}
+
 const argv = process.argv;
-const ran = argv[2] === 'statusline' ? !argv.includes('--help') && !argv.includes('-h') && runBundle('statusline')
+const ran = argv[2] === 'statusline' ? !argv.includes('--help') && !argv.includes('-h') && runStatuslineSteps()
   : argv[2] === 'hook' ? runBundle('hook')
     : isReport(argv.slice(2)) && runBundle('cli');
 if (!ran) import('../dist/src/surfaces/cli/main.js');

@@ -25,6 +25,10 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
 const TARGETS = [
   { name: 'statusline', entry: join(DIST, 'src', 'surfaces', 'statusline', 'run.js'), out: join(DIST, 'statusline.cjs') },
+  // Its line cache alone (hit.ts), run first: a hit never loads the bundle above.
+  { name: 'statusline-hit', entry: join(DIST, 'src', 'surfaces', 'statusline', 'hit.js'), out: join(DIST, 'statusline-hit.cjs') },
+  // The store-free path (quick.ts: the reader and the price book, no SQLite), run when the front saw a state for it.
+  { name: 'statusline-fast', entry: join(DIST, 'src', 'surfaces', 'statusline', 'quick.js'), out: join(DIST, 'statusline-fast.cjs') },
   { name: 'cli', entry: join(DIST, 'src', 'surfaces', 'cli', 'program.js'), out: join(DIST, 'cli.cjs') },
   // `tokentally hook` (UserPromptSubmit) runs before every prompt, a new process each time: target < 100 ms.
   { name: 'hook', entry: join(DIST, 'src', 'surfaces', 'cli', 'commands', 'hook.js'), out: join(DIST, 'hook.cjs') },

@@ -1,6 +1,6 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatStatusline, parseStatuslineInput, type StatuslineData } from '../../src/surfaces/statusline/run.js';
@@ -136,6 +136,14 @@ describe('tokentally statusline', () => {
     const hit = runCli(['statusline'], { ...L3.env, NODE_DEBUG: 'module' }, L3.inputs[2]);
     assert.equal(hit.stdout, first.stdout);
     assert.doesNotMatch(hit.stderr, /better-sqlite3/);
+    if (existsSync(join(repoRoot, 'dist', 'statusline-hit.cjs'))) {
+      // ... nor the statusline's full bundle: the front (hit.ts, its own small bundle) answers; the full bundle
+      // would have written its V8 code cache again.
+      const codeCache = join(L3.env.TOKENTALLY_HOME!, 'cache', 'statusline-code.v8');
+      rmSync(codeCache, { force: true });
+      assert.equal(runCli(['statusline'], L3.env, L3.inputs[2]).stdout, first.stdout);
+      assert.ok(!existsSync(codeCache));
+    }
     // Another process imports the other sessions: the database changed, so "today" is recomputed.
     assert.equal(runCli(['sync'], L3.env).code, 0);
     const afterSync = runCli(['statusline'], { ...L3.env, NODE_DEBUG: 'module' }, L3.inputs[2]);
@@ -212,11 +220,17 @@ describe('tokentally statusline', () => {
         assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:44:00.000Z', input: 10, output: 10, webSearches: 2 })] },
       { label: 'a half-written line is left for later, as the importer leaves it', fast: true, lines: [] },
     ];
+    const bundled = existsSync(join(repoRoot, 'dist', 'statusline-fast.cjs'));
+    const codeCache = join(F.env.TOKENTALLY_HOME!, 'cache', 'statusline-code.v8');
     for (const step of steps) {
       if (step.lines.length) appendTranscript(F.transcript, step.lines);
       else appendFileSync(F.transcript, '{"type":"assistant","message":{"id":"msg_partial"');
+      rmSync(codeCache, { force: true });
       const r = both(step.label);
       assert.equal(r.storeUntouched, step.fast, `${step.label}: ${step.fast ? 'no store write expected' : 'a full run expected'}`);
+      // The store-free path runs from its own bundle (quick.ts): the full bundle (which rewrites its missing V8
+      // code cache) is loaded only for a full run.
+      if (bundled) assert.equal(!existsSync(codeCache), step.fast, `${step.label}: full bundle loaded: ${!step.fast}`);
     }
     // Another writer (a report's sync) changes the store: the next call is a full run, still equal.
     assert.equal(runCli(['daily', '--json'], F.env).code, 0);

@@ -27,6 +27,12 @@ export function fileStamp(path: string): string {
   }
 }
 
+/** The database, its WAL and prices.json as they are now: any other writer changes one of them (fast.ts). */
+export function storeStamps(home: string, flags: string): string {
+  const db = join(home, 'tokentally.db');
+  return JSON.stringify([flags, fileStamp(db), fileStamp(`${db}-wal`), fileStamp(join(home, 'prices.json'))]);
+}
+
 export function cacheKey(parts: { home: string; input: string; flags: string; minute: number; files: string[] }): string {
   const db = join(parts.home, 'tokentally.db');
   return JSON.stringify([1, parts.input, parts.flags, parts.minute, parts.files.map((f) => [f, fileStamp(f)]),
@@ -37,13 +43,19 @@ export function cachePath(home: string, sessionId: string): string {
   return join(home, 'cache', 'statusline', `${sessionId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || '_'}.json`);
 }
 
-export function readCachedLine(home: string, sessionId: string, key: string): string | null {
+/** The session's cache entry as written by writeCachedLine (its line, key and the fast path's state), or null. */
+export function readCacheEntry(home: string, sessionId: string): { key?: unknown; line?: unknown; fast?: { v?: unknown; stamps?: unknown } } | null {
   try {
-    const doc = JSON.parse(readFileSync(cachePath(home, sessionId), 'utf8')) as { key?: string; line?: string };
-    return doc.key === key && typeof doc.line === 'string' ? doc.line : null;
+    const doc = JSON.parse(readFileSync(cachePath(home, sessionId), 'utf8')) as unknown;
+    return doc && typeof doc === 'object' ? doc : null;
   } catch {
     return null;
   }
+}
+
+export function readCachedLine(home: string, sessionId: string, key: string): string | null {
+  const doc = readCacheEntry(home, sessionId);
+  return doc && doc.key === key && typeof doc.line === 'string' ? doc.line : null;
 }
 
 const WEEK = 7 * 86_400_000;
@@ -53,9 +65,15 @@ export function writeCachedLine(home: string, sessionId: string, key: string, li
   try {
     const path = cachePath(home, sessionId);
     const dir = join(home, 'cache', 'statusline');
-    mkdirSync(dir, { recursive: true });
     const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ key, line, ...extra }));
+    const text = JSON.stringify({ key, line, ...extra });
+    try {
+      writeFileSync(tmp, text);
+    } catch {
+      // The folder is made at the first write only (a recursive mkdir at every call cost ~0.2 ms).
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(tmp, text);
+    }
     renameSync(tmp, path);
     if (Math.random() < 0.02) {
       const now = Date.now();

@@ -15,14 +15,13 @@
  *   (the next full run imports these lines from the store's own checkpoints).
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { PriceBook } from '../../core/pricing/pricebook.js';
 import { totalTokens, type RequestRecord } from '../../core/types.js';
 import type { FoundFile } from '../../sources/transcripts/discover.js';
 import { readTranscriptFile } from '../../sources/transcripts/reader.js';
 import type { FileCheckpoint } from '../../store/store.js';
-import { fileStamp } from './cache.js';
-import type { StatuslineData, StatuslineInput } from './run.js';
+import type { StatuslineInput } from './input.js';
+import type { StatuslineData } from './line.js';
 
 const BLOCK_MS = 5 * 3_600_000;
 export const FAST_MAX_BYTES = 1024 * 1024;
@@ -48,11 +47,7 @@ export interface FastState {
   fullAt: number;
 }
 
-/** The database, its WAL and prices.json as they are now: any other writer changes one of them. */
-export function storeStamps(home: string, flags: string): string {
-  const db = join(home, 'tokentally.db');
-  return JSON.stringify([flags, fileStamp(db), fileStamp(`${db}-wal`), fileStamp(join(home, 'prices.json'))]);
-}
+export { storeStamps } from './cache.js';
 
 /** Figures from the state plus the session's new lines, or null when only a full run can be exact. */
 export function fastStatusline(state: FastState, input: StatuslineInput, prices: PriceBook, now: number, stamps: string,
@@ -113,9 +108,14 @@ export function fastStatusline(state: FastState, input: StatuslineInput, prices:
 
 export function readFastState(path: string): FastState | null {
   try {
-    const doc = JSON.parse(readFileSync(path, 'utf8')) as { fast?: FastState };
-    return doc.fast && doc.fast.v === 1 ? doc.fast : null;
+    return fastStateOf(JSON.parse(readFileSync(path, 'utf8')));
   } catch {
     return null;
   }
+}
+
+/** The state in a parsed cache entry (cache.ts `readCacheEntry`), or null. */
+export function fastStateOf(doc: unknown): FastState | null {
+  const fast = doc && typeof doc === 'object' ? (doc as { fast?: FastState }).fast : undefined;
+  return fast && typeof fast === 'object' && fast.v === 1 ? fast : null;
 }

@@ -8,82 +8,22 @@
  * imports only the store, the transcript importer and the block finder. It never fails loudly: any runtime
  * error prints `tokentally: unavailable` and exits 0 (a statusline must not show a stack trace).
  */
-import { parseJsonObject } from '../json-input.js';
-import { existsSync, fstatSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
-import { cacheKey, cachePath, homeDir, readCachedLine, writeCachedLine } from './cache.js';
-import { fastStatusline, readFastState, storeStamps, type FastState } from './fast.js';
-import { compact, duration, usd, usdWithUnknown } from './text.js';
+import { homeDir, readCachedLine, storeStamps, writeCachedLine } from './cache.js';
+import type { FastState } from './fast.js';
+import { lineCacheKey } from './hit.js';
+import { emit, parseStatuslineArgs, parseStatuslineInput, readStdinStream, readStdinSync, sessionFiles, StatuslineUsageError,
+  type StatuslineFlags, type StatuslineInput } from './input.js';
+import { formatStatusline, type StatuslineData } from './line.js';
+import { fastAnswer, fastEligible } from './quick.js';
 
-/** The fields of Claude Code's statusLine JSON this command reads (all optional: older versions lack some). */
-export interface StatuslineInput {
-  sessionId: string | null;
-  transcriptPath: string | null;
-  modelId: string | null;
-  modelName: string | null;
-  /** Claude Code's own session cost estimate. */
-  ccCost: number | null;
-  contextSize: number | null;
-  usedPercent: number | null;
-  /** Prompt tokens of the latest request (input + cache writes + cache reads), from `current_usage`. */
-  contextTokens: number | null;
-}
 
-export interface StatuslineData {
-  model: string | null;
-  session: { id: string; cost: number; unknownCostTokens: number; requests: number; ccCost: number | null } | null;
-  today: { date: string; cost: number; unknownCostTokens: number; requests: number };
-  block: {
-    start: number; end: number; cost: number; unknownCostTokens: number; remainingMs: number;
-    costPerHour: number | null; projectedCost: number | null;
-    /** First and last request of the block (for the store-free path, fast.ts); not printed. */
-    firstTs?: number | null; lastTs?: number | null;
-  } | null;
-  context: { tokens: number; size: number | null; percent: number | null } | null;
-  /** Set when the transcript could not be imported (the figures are from what was stored before). */
-  syncError: string | null;
-}
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
-const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {});
 
-/** Parse the stdin JSON; null when it is empty or not a JSON object. */
-export function parseStatuslineInput(text: string): StatuslineInput | null {
-  const d = parseJsonObject(text);
-  if (!d) return null;
-  const model = obj(d.model);
-  const cost = obj(d.cost);
-  const cw = obj(d.context_window);
-  const cu = d.context_window && typeof cw.current_usage === 'object' && cw.current_usage ? obj(cw.current_usage) : null;
-  const contextTokens = cu
-    ? (num(cu.input_tokens) ?? 0) + (num(cu.cache_creation_input_tokens) ?? 0) + (num(cu.cache_read_input_tokens) ?? 0)
-    : null;
-  return {
-    sessionId: str(d.session_id),
-    transcriptPath: str(d.transcript_path),
-    modelId: str(model.id) ?? str(d.model),
-    modelName: str(model.display_name),
-    ccCost: num(cost.total_cost_usd),
-    contextSize: num(cw.context_window_size),
-    usedPercent: num(cw.used_percentage),
-    contextTokens,
-  };
-}
 
-/** The session's transcript and its subagent files (`<session>/subagents/*.jsonl`). */
-function sessionFiles(transcriptPath: string): string[] {
-  const files = [transcriptPath];
-  const sub = join(dirname(transcriptPath), basename(transcriptPath, '.jsonl'), 'subagents');
-  try {
-    for (const name of readdirSync(sub).sort()) if (name.endsWith('.jsonl')) files.push(join(sub, name));
-  } catch {
-    // no subagents
-  }
-  return files;
-}
 
 /** True when a file differs from its checkpoint the way the importer decides it (device, inode, size, mtime). */
 async function anyChanged(store: Store, paths: string[]): Promise<boolean> {
@@ -214,17 +154,6 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
   return { model: input?.modelName ?? input?.modelId ?? null, session, today, block, context, syncError };
 }
 
-async function fastPriceBook(home: string): Promise<import('../../core/pricing/pricebook.js').PriceBook | null> {
-  const { PriceBook } = await import('../../core/pricing/pricebook.js');
-  const path = join(home, 'prices.json');
-  if (!existsSync(path)) return PriceBook.builtin();
-  try {
-    const { applyUserPrices } = await import('../../core/pricing/user-prices.js');
-    return applyUserPrices(JSON.parse(readFileSync(path, 'utf8')), path);
-  } catch {
-    return null;
-  }
-}
 
 /**
  * What the store-free path (fast.ts) starts from after a full run: the figures just printed, the session files'
@@ -255,33 +184,7 @@ async function fastStateBase(sqlite: import('../../store/sqlite/sqlite-store.js'
   };
 }
 
-/** Claude Code's estimate is shown beside ours when they differ by more than a cent and 5 %. */
-function differs(ours: number, theirs: number): boolean {
-  const diff = Math.abs(ours - theirs);
-  return diff >= 0.01 && diff > 0.05 * Math.max(ours, theirs);
-}
 
-export function formatStatusline(d: StatuslineData): string {
-  const parts: string[] = [];
-  // "Opus 4.8 (1M context)" -> "Opus 4.8"; a bare id (no display_name) loses its "claude-" prefix.
-  if (d.model) parts.push(d.model.replace(/^Claude /, '').replace(/^claude-/, '').replace(/\s*\([^)]*\)$|\[[^\]]*\]$/, ''));
-  if (d.session) {
-    let s = `${usdWithUnknown(d.session.cost, d.session.unknownCostTokens)} session`;
-    if (d.session.ccCost !== null && (d.session.unknownCostTokens > 0 || differs(d.session.cost, d.session.ccCost))) {
-      s += ` (CC ${usd(d.session.ccCost)})`;
-    }
-    parts.push(s);
-  }
-  parts.push(`${usdWithUnknown(d.today.cost, d.today.unknownCostTokens)} today`);
-  parts.push(d.block
-    ? `${usdWithUnknown(d.block.cost, d.block.unknownCostTokens)} block, ${duration(d.block.remainingMs)} left`
-    : 'no active block');
-  if (d.context) {
-    const pct = d.context.percent !== null ? ` ${Math.round(d.context.percent)}%` : '';
-    parts.push(`ctx ${compact(d.context.tokens)}${pct}`);
-  }
-  return parts.join(' | ');
-}
 
 function toJson(d: StatuslineData) {
   const r6 = (x: number | null) => (x === null ? null : Math.round(x * 1e6) / 1e6);
@@ -300,64 +203,8 @@ function toJson(d: StatuslineData) {
   };
 }
 
-export class StatuslineUsageError extends Error {}
 
-export interface StatuslineFlags {
-  json: boolean;
-  sync: boolean;
-  timeZone?: string;
-}
 
-/** Flags of the fast path (commander is not loaded): --json, --no-sync, -z/--timezone <zone>. */
-export function parseStatuslineArgs(argv: string[]): StatuslineFlags {
-  const flags: StatuslineFlags = { json: false, sync: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--json') flags.json = true;
-    else if (a === '--no-sync') flags.sync = false;
-    else if (a === '-z' || a === '--timezone' || a.startsWith('--timezone=')) {
-      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      if (!v) throw new StatuslineUsageError(`${a.split('=')[0]} needs a time zone`);
-      flags.timeZone = v;
-    } else {
-      throw new StatuslineUsageError(`statusline: unknown option ${a}`);
-    }
-  }
-  return flags;
-}
-
-/** Synchronous writes: process.stdout on a pipe would load the net module (~5 ms) and need a drain before exit. */
-function emit(fd: 1 | 2, text: string): void {
-  try {
-    writeSync(fd, text);
-  } catch {
-    (fd === 1 ? process.stdout : process.stderr).write(text);
-  }
-}
-
-async function readStdin(): Promise<string> {
-  try {
-    // A terminal (someone trying the command by hand) sends nothing until Ctrl-D: don't wait for it.
-    if (fstatSync(0).isCharacterDevice()) return '';
-  } catch {
-    return '';
-  }
-  try {
-    return readFileSync(0, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return '';
-  }
-  // A non-blocking pipe: read it as a stream, giving up after a second.
-  return new Promise((resolve) => {
-    let text = '';
-    const done = () => { clearTimeout(timer); resolve(text); };
-    const timer = setTimeout(done, 1000);
-    process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (c: string) => { text += c; });
-    process.stdin.on('end', done);
-    process.stdin.on('error', done);
-  });
-}
 
 /**
  * The WAL left for the next call is checkpointed (and emptied) once it is over this size: every open reads the
@@ -366,8 +213,12 @@ async function readStdin(): Promise<string> {
  */
 const STATUSLINE_WAL_LIMIT_BYTES = 512 * 1024;
 
+export { formatStatusline, parseStatuslineArgs, parseStatuslineInput, StatuslineUsageError, type StatuslineData, type StatuslineFlags,
+  type StatuslineInput };
+
 /** Entry point of the fast path: prints one line and returns the exit code (0 unless the flags are wrong). */
-export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = process.env,
+  front: { stdin?: string | null; lineCacheChecked?: boolean; fastTried?: boolean } = {}): Promise<number> {
   let flags: StatuslineFlags;
   try {
     flags = parseStatuslineArgs(argv);
@@ -389,14 +240,15 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
   }
   let store: Store | undefined;
   try {
-    const input = parseStatuslineInput(await readStdin());
+    // bin/tokentally.js's front (hit.ts) may have read stdin already (and found no cached line).
+    const text = front.stdin !== undefined ? front.stdin : readStdinSync();
+    const input = parseStatuslineInput(text ?? await readStdinStream());
     const now = clockNow(env);
     const home = homeDir(env);
     // The same line as last time when nothing it depends on changed: answered without loading SQLite.
-    const keyOf = (files: string[]) => cacheKey({ home, input: JSON.stringify(input), flags: JSON.stringify(flags),
-      minute: Math.floor(now / 60_000), files });
+    const keyOf = (files: string[]) => lineCacheKey(home, input, flags, now, files);
     const files = input?.transcriptPath ? sessionFiles(input.transcriptPath) : [];
-    if (input?.sessionId && env.TOKENTALLY_STATUSLINE_CACHE !== '0') {
+    if (input?.sessionId && env.TOKENTALLY_STATUSLINE_CACHE !== '0' && !front.lineCacheChecked) {
       const cached = readCachedLine(home, input.sessionId, keyOf(files));
       if (cached !== null) {
         emit(1, cached + '\n');
@@ -404,23 +256,11 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
       }
     }
     // After an assistant message only this session's transcript grew: add its new requests to the last full
-    // run's figures without opening SQLite, when that is exact (fast.ts says when).
-    const fastEligible = Boolean(input?.sessionId && input.transcriptPath && !flags.json && flags.sync && !flags.timeZone
-      && env.TOKENTALLY_STATUSLINE_FAST !== '0' && env.TOKENTALLY_STATUSLINE_CACHE !== '0');
+    // run's figures without opening SQLite, when that is exact (fast.ts says when). bin/tokentally.js may have
+    // tried that already (quick.ts, from its own bundle).
+    const eligible = fastEligible(input, flags, env);
     const flagsKey = JSON.stringify(flags);
-    if (fastEligible) {
-      const state = readFastState(cachePath(home, input!.sessionId!));
-      // The price book without cli/context.js (which loads the SQLite store's modules); a price file that does not
-      // load sends the call to the full run, which reports it.
-      const prices = state && await fastPriceBook(home);
-      const fast = prices && fastStatusline(state, input!, prices, now, storeStamps(home, flagsKey), files.map((f) => resolve(f)));
-      if (fast) {
-        const line = formatStatusline(fast.data);
-        emit(1, line + '\n');
-        writeCachedLine(home, input!.sessionId!, keyOf(files), line, { fast: fast.state });
-        return 0;
-      }
-    }
+    if (eligible && !front.fastTried && await fastAnswer(home, input!, flags, files, now)) return 0;
     stage = Math.max(stage, 1);
     const [{ SqliteStore }, { databasePath, loadPriceBook }] = await Promise.all([
       import('../../store/sqlite/sqlite-store.js'), import('../cli/context.js')]);
@@ -431,7 +271,7 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
     const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env });
     const line = flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data);
     emit(1, line + '\n');
-    const fastBase = fastEligible ? await fastStateBase(sqlite, input!, data, now, env) : null;
+    const fastBase = eligible ? await fastStateBase(sqlite, input!, data, now, env) : null;
     // The WAL stays for the next call (fsynced, see SqliteStore.close): closing would checkpoint it and delete
     // the file, and the next call's first commit would create it again: 4 fsyncs per call where this is 1.
     await sqlite.close({ atExit: true, walLimitBytes: STATUSLINE_WAL_LIMIT_BYTES });

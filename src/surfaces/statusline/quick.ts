@@ -1,0 +1,69 @@
+/**
+ * The store-free path (fast.ts) as a step of its own: runStatusline tries it before opening SQLite, and
+ * bin/tokentally.js runs it from its own bundle (dist/statusline-fast.cjs: the reader and the price book, none
+ * of the store) when the line-cache front (hit.ts) saw a state it may apply to, so the call after an assistant
+ * message never loads the statusline's full bundle.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { clockNow } from '../../analysis/blocks.js';
+import type { PriceBook } from '../../core/pricing/pricebook.js';
+import { cachePath, homeDir, storeStamps, writeCachedLine } from './cache.js';
+import { fastStateOf, fastStatusline, readFastState } from './fast.js';
+import { lineCacheKey } from './hit.js';
+import { emit, parseStatuslineArgs, parseStatuslineInput, sessionFiles, type StatuslineFlags, type StatuslineInput } from './input.js';
+import { formatStatusline } from './line.js';
+
+/** Calls the store-free path may answer: the text line of a session with a transcript, importing, in the process's zone. */
+export function fastEligible(input: StatuslineInput | null, flags: StatuslineFlags, env: NodeJS.ProcessEnv): boolean {
+  return Boolean(input?.sessionId && input.transcriptPath && !flags.json && flags.sync && !flags.timeZone
+    && env.TOKENTALLY_STATUSLINE_FAST !== '0' && env.TOKENTALLY_STATUSLINE_CACHE !== '0');
+}
+
+/** The price book without cli/context.js (which loads the SQLite store's modules); null when prices.json does not load. */
+async function fastPriceBook(home: string): Promise<PriceBook | null> {
+  const { PriceBook } = await import('../../core/pricing/pricebook.js');
+  const path = join(home, 'prices.json');
+  if (!existsSync(path)) return PriceBook.builtin();
+  try {
+    const { applyUserPrices } = await import('../../core/pricing/user-prices.js');
+    return applyUserPrices(JSON.parse(readFileSync(path, 'utf8')), path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Print the line from the last full run's figures plus the session's new requests and keep the new state, when
+ * that is exact (fast.ts says when); false (nothing printed) otherwise. `input` must be `fastEligible`.
+ */
+export async function fastAnswer(home: string, input: StatuslineInput, flags: StatuslineFlags, files: string[], now: number,
+  entry?: unknown): Promise<boolean> {
+  const sessionId = input.sessionId!;
+  const state = entry !== undefined ? fastStateOf(entry) : readFastState(cachePath(home, sessionId));
+  // After another writer the stamps differ: no price book to build then. A price file that does not load sends
+  // the call to the full run, which reports it.
+  const stamps = storeStamps(home, JSON.stringify(flags));
+  const prices = state && state.stamps === stamps && await fastPriceBook(home);
+  const fast = prices && fastStatusline(state, input, prices, now, stamps, files.map((f) => resolve(f)));
+  if (!fast) return false;
+  const line = formatStatusline(fast.data);
+  emit(1, line + '\n');
+  writeCachedLine(home, sessionId, lineCacheKey(home, input, flags, now, files), line, { fast: fast.state });
+  return true;
+}
+
+/** dist/statusline-fast.cjs's entry: true when it printed the line, false when the full run must answer. */
+export async function runFastStatusline(argv: string[], env: NodeJS.ProcessEnv,
+  front: { stdin?: string | null; entry?: unknown }): Promise<boolean> {
+  try {
+    if (typeof front.stdin !== 'string') return false;
+    const flags = parseStatuslineArgs(argv);
+    const input = parseStatuslineInput(front.stdin);
+    if (!fastEligible(input, flags, env)) return false;
+    // The cache entry the front read, when it did (null: there was none).
+    return await fastAnswer(homeDir(env), input!, flags, sessionFiles(input!.transcriptPath!), clockNow(env), front.entry ?? undefined);
+  } catch {
+    return false;
+  }
+}
