@@ -13,7 +13,8 @@
 //         proxy (pipe-proxy.mjs) and a bare TCP relay (tcp-relay.mjs, no HTTP at all: the floor of any proxy here)
 //   3. memory: proxy RSS (after a forced GC) before and after 10,000 requests of which 1,000 are aborted mid-stream
 // A second proxy with 5 active budgets (day/week/month/model/key scopes, limits so large nothing blocks, so the
-// policy gate is not idle: every request is read whole, checked, reserved and settled) runs beside the plain one
+// policy gate is not idle: every request is read, checked, reserved and settled; none can be refused, so the proxy
+// forwards each one first and reads it right after, as it does for a user far from every limit) runs beside the plain one
 // in phases 1 and 2, interleaved the same way; the report shows what the budget checks add.
 // Options: --quick (smaller counts, for a smoke run), --strict (exit 1 when a target is missed), --no-budgets
 // (skip the budgets proxy), --json.
@@ -325,6 +326,7 @@ async function main() {
         + `unpaced ${tpu.proxy.toFixed(0)} vs ${tpu.budgets.toFixed(0)} req/s (${((tpu.budgets / tpu.proxy) * 100).toFixed(1)} %)`,
       `throughput rounds with 5 budgets (req/s): paced ${tp.rounds.budgets.map((x) => x.toFixed(0)).join(', ')}; unpaced ${tpu.rounds.budgets.map((x) => x.toFixed(0)).join(', ')}; `
         + `budgets proxy: ${budgetSettled.recorded} recorded, ${budgetSettled.blocked} blocked, ${budgetSettled.rewritten} rewritten, `
+        + `${budgetSettled.forwardedFirst ?? 0} forwarded before being read (no budget could refuse them), `
         + `${budgetSettled.policy.reservationsInFlight} reservations left in flight`,
     ] : []),
     `throughput rounds, paced (req/s): direct ${tp.rounds.direct.map((x) => x.toFixed(0)).join(', ')}; proxy ${tp.rounds.proxy.map((x) => x.toFixed(0)).join(', ')}; errors ${tp.errors}`,
