@@ -156,7 +156,7 @@ function runStatuslineSteps() {
     return true;
   }
   // The cache entry the front parsed (the fast path's state): not read and parsed twice.
-  fast.exports.runFastStatusline(argv3, process.env, { ...front, entry: r.entry }).then((answered) => {
+  fast.exports.runFastStatusline(argv3, process.env, { ...front, entry: r.entry, key: r.key, now: r.now }).then((answered) => {
     if (answered) fast.done(0, 1);
     front.fastTried = true;
     full();

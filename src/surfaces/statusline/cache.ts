@@ -20,8 +20,9 @@ export function homeDir(env: NodeJS.ProcessEnv): string {
 /** `inode:size:mtime` of a file, `-` when absent: what changes when anything writes it. */
 export function fileStamp(path: string): string {
   try {
-    const st = statSync(path);
-    return `${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}`;
+    // No exception for a missing file (prices.json usually is): creating one costs more than the stat.
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st ? `${st.ino}:${st.size}:${Math.floor(st.mtimeMs)}` : '-';
   } catch {
     return '-';
   }

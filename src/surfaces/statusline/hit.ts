@@ -21,7 +21,7 @@ export function lineCacheKey(home: string, input: StatuslineInput | null, flags:
  * (flags that runStatusline reports).
  */
 export type FrontResult = { answered: true }
-  | { answered: false; stdin?: string | null; fastPossible?: boolean; entry?: ReturnType<typeof readCacheEntry> };
+  | { answered: false; stdin?: string | null; fastPossible?: boolean; entry?: ReturnType<typeof readCacheEntry>; key?: string; now?: number };
 
 /** The store-free path's own conditions on the call (quick.ts `fastEligible`; repeated here to keep this bundle small). */
 function fastEligible(input: StatuslineInput, flags: StatuslineFlags, env: NodeJS.ProcessEnv): boolean {
@@ -44,7 +44,9 @@ export function statuslineFromLineCache(argv: string[], env: NodeJS.ProcessEnv =
     const home = homeDir(env);
     const files = input.transcriptPath ? sessionFiles(input.transcriptPath) : [];
     const doc = readCacheEntry(home, input.sessionId);
-    if (doc && doc.key === lineCacheKey(home, input, flags, clockNow(env), files) && typeof doc.line === 'string') {
+    const now = clockNow(env);
+    const key = lineCacheKey(home, input, flags, now, files);
+    if (doc && doc.key === key && typeof doc.line === 'string') {
       emit(1, doc.line + '\n');
       return { answered: true };
     }
@@ -52,7 +54,9 @@ export function statuslineFromLineCache(argv: string[], env: NodeJS.ProcessEnv =
     // of its checks): else straight to the full run.
     const fastPossible = Boolean(doc?.fast && doc.fast.v === 1 && fastEligible(input, flags, env)
       && doc.fast.stamps === storeStamps(home, JSON.stringify(flags)));
-    return { answered: false, stdin, fastPossible, entry: doc };
+    // For the store-free step: what was read, and the key and clock (its line is cached under this key: taken
+    // before it reads the files, so a file that grows meanwhile makes the next call a miss, never a stale hit).
+    return { answered: false, stdin, fastPossible, entry: doc, key, now };
   } catch {
     return { answered: false, stdin };
   }

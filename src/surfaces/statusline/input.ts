@@ -2,7 +2,7 @@
  * What `tokentally statusline` is given: its flags, Claude Code's statusLine JSON on stdin, and the session's
  * files. Node built-ins only (plus the JSON helper): the line-cache front (hit.ts) bundles this module alone.
  */
-import { fstatSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseJsonObject } from '../json-input.js';
 
@@ -52,9 +52,10 @@ export function sessionFiles(transcriptPath: string): string[] {
   const files = [transcriptPath];
   const sub = join(dirname(transcriptPath), basename(transcriptPath, '.jsonl'), 'subagents');
   try {
-    for (const name of readdirSync(sub).sort()) if (name.endsWith('.jsonl')) files.push(join(sub, name));
+    // Most sessions have no subagents folder: checked first, without the exception readdirSync would throw.
+    if (existsSync(sub)) for (const name of readdirSync(sub).sort()) if (name.endsWith('.jsonl')) files.push(join(sub, name));
   } catch {
-    // no subagents
+    // unreadable: no subagents
   }
   return files;
 }

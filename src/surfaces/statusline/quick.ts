@@ -38,7 +38,7 @@ async function fastPriceBook(home: string): Promise<PriceBook | null> {
  * that is exact (fast.ts says when); false (nothing printed) otherwise. `input` must be `fastEligible`.
  */
 export async function fastAnswer(home: string, input: StatuslineInput, flags: StatuslineFlags, files: string[], now: number,
-  entry?: unknown): Promise<boolean> {
+  entry?: unknown, key?: string): Promise<boolean> {
   const sessionId = input.sessionId!;
   const state = entry !== undefined ? fastStateOf(entry) : readFastState(cachePath(home, sessionId));
   // After another writer the stamps differ: no price book to build then. A price file that does not load sends
@@ -49,20 +49,22 @@ export async function fastAnswer(home: string, input: StatuslineInput, flags: St
   if (!fast) return false;
   const line = formatStatusline(fast.data);
   emit(1, line + '\n');
-  writeCachedLine(home, sessionId, lineCacheKey(home, input, flags, now, files), line, { fast: fast.state });
+  writeCachedLine(home, sessionId, key ?? lineCacheKey(home, input, flags, now, files), line, { fast: fast.state });
   return true;
 }
 
 /** dist/statusline-fast.cjs's entry: true when it printed the line, false when the full run must answer. */
 export async function runFastStatusline(argv: string[], env: NodeJS.ProcessEnv,
-  front: { stdin?: string | null; entry?: unknown }): Promise<boolean> {
+  front: { stdin?: string | null; entry?: unknown; key?: string; now?: number }): Promise<boolean> {
   try {
     if (typeof front.stdin !== 'string') return false;
     const flags = parseStatuslineArgs(argv);
     const input = parseStatuslineInput(front.stdin);
     if (!fastEligible(input, flags, env)) return false;
-    // The cache entry the front read, when it did (null: there was none).
-    return await fastAnswer(homeDir(env), input!, flags, sessionFiles(input!.transcriptPath!), clockNow(env), front.entry ?? undefined);
+    // The cache entry the front read (null: there was none), and its line-cache key and clock (hit.ts).
+    const keyed = typeof front.key === 'string' && typeof front.now === 'number';
+    return await fastAnswer(homeDir(env), input!, flags, sessionFiles(input!.transcriptPath!), keyed ? front.now! : clockNow(env),
+      front.entry ?? undefined, keyed ? front.key : undefined);
   } catch {
     return false;
   }
