@@ -13,6 +13,8 @@
 //    - nothing changed since the previous call (timer refreshes, mode changes): the line cache answers;
 //    - a full run every call (TOKENTALLY_STATUSLINE_CACHE=0: line cache and store-free path off, SQLite opened and
 //      queried): what a call costs after another process wrote the store (another session's statusline, a report);
+//    - the same as it happens: this process writes the store (a meta row, through a connection it keeps open like
+//      the proxy's store worker) before each call, which then passes the line cache and the store-free path by;
 //    - appended: one new response is appended to the session before every call (what happens after each
 //      assistant message; the session is a copy, so the data set stays pristine): the store-free path adds it;
 //    - the floor: `node -e 0` (Node's own start);
@@ -24,6 +26,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -276,6 +279,19 @@ results.push(await series('node -e 0 (Node start, the floor)', args.runs, args.w
 results.push(await series('tokentally statusline, nothing changed (its line cache)', args.runs, args.waitIdle, null, call(stdinFor(transcript))));
 results.push(await series('tokentally statusline, full run (line cache, store-free path off)', args.runs, args.waitIdle, null,
   () => timed(process.execPath, [tokentally, 'statusline'], { ...env, TOKENTALLY_STATUSLINE_CACHE: '0' }, stdinFor(transcript))));
+// The case the series above stands for, as it happens: another process (here this one, through a connection it
+// keeps open as the proxy's store worker does) writes the store before each call, so the line cache and the
+// store-free path do not apply and the call goes through them to a full run.
+{
+  const Database = createRequire(join(ROOT, 'package.json'))('better-sqlite3');
+  const other = new Database(join(home, 'tokentally.db'));
+  other.pragma('busy_timeout = 5000');
+  const write = other.prepare(`INSERT INTO meta (key, value) VALUES ('bench_statusline_other_writer', ?)
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+  results.push(await series('tokentally statusline, another process wrote the store before each call', args.runs, args.waitIdle,
+    (i) => write.run(String(i)), call(stdinFor(transcript))));
+  other.close();
+}
 results.push(await series('tokentally statusline, +1 response before each call', args.runs, args.waitIdle, appendResponse, call(stdinFor(copyPath))));
 
 let peer = null;
