@@ -48,8 +48,10 @@ export async function fastAnswer(home: string, input: StatuslineInput, flags: St
   const fast = prices && fastStatusline(state, input, prices, now, stamps, files.map((f) => resolve(f)));
   if (!fast) return false;
   const line = formatStatusline(fast.data);
+  const cacheKey = key ?? lineCacheKey(home, input, flags, now, files);
+  // Nothing that can throw after the line is out (the caller would print a full run's line too).
   emit(1, line + '\n');
-  writeCachedLine(home, sessionId, key ?? lineCacheKey(home, input, flags, now, files), line, { fast: fast.state });
+  writeCachedLine(home, sessionId, cacheKey, line, { fast: fast.state });
   return true;
 }
 
