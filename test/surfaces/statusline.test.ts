@@ -238,6 +238,22 @@ describe('tokentally statusline', () => {
     appendFileSync(F.transcript, '}\n');
     appendTranscript(F.transcript, [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:45:00.000Z' })]);
     assert.equal(both('after another writer').storeUntouched, false);
+    // That full run imported this session's new line and kept the state again: the next response is store-free.
+    appendTranscript(F.transcript, [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:46:00.000Z',
+      input: 700, output: 70 })]);
+    assert.equal(both('a response after the full run').storeUntouched, true);
+    // Another writer, with nothing new in this session: a full run that imports nothing (its checkpoints, read
+    // once, go in the state), then store-free again.
+    assert.equal(runCli(['daily', '--json'], F.env).code, 0);
+    assert.equal(runCli(['daily', '--json'], fullEnv).code, 0);
+    rmSync(codeCache, { force: true });
+    assert.equal(both('after another writer, nothing new in the session').storeUntouched, true);
+    if (bundled) assert.ok(existsSync(codeCache), 'a full run after another writer');
+    appendTranscript(F.transcript, [assistantLine({ sessionId: SESSION, model: 'claude-opus-4-8', timestamp: '2026-11-22T12:47:00.000Z',
+      input: 800, output: 80 })]);
+    rmSync(codeCache, { force: true });
+    assert.equal(both('a response after that').storeUntouched, true);
+    if (bundled) assert.ok(!existsSync(codeCache), 'store-free after the full run that imported nothing');
   });
 
   it('the bundle carries the built-in price catalog\'s fingerprint, as computed from the catalog', () => {

@@ -20,13 +20,11 @@ import { emit, parseStatuslineArgs, parseStatuslineInput, readStdinStream, readS
 import { formatStatusline, type StatuslineData } from './line.js';
 import { fastAnswer, fastEligible } from './quick.js';
 
-
-
-
-
-
-/** True when a file differs from its checkpoint the way the importer decides it (device, inode, size, mtime). */
-async function anyChanged(store: Store, paths: string[]): Promise<boolean> {
+/**
+ * True when a file differs from its checkpoint the way the importer decides it (device, inode, size, mtime). The
+ * checkpoints it read go in `seen` (by resolved path).
+ */
+async function anyChanged(store: Store, paths: string[], seen?: Map<string, FileCheckpoint | undefined>): Promise<boolean> {
   for (const p of paths) {
     let st;
     try {
@@ -34,7 +32,9 @@ async function anyChanged(store: Store, paths: string[]): Promise<boolean> {
     } catch {
       continue;
     }
-    const cp = await store.getCheckpoint(resolve(p));
+    const path = resolve(p);
+    const cp = await store.getCheckpoint(path);
+    seen?.set(path, cp);
     if (!cp || cp.dev !== st.dev || cp.ino !== st.ino || cp.size !== st.size || cp.mtimeMs !== Math.floor(st.mtimeMs)) return true;
   }
   return false;
@@ -102,6 +102,11 @@ export interface ComputeOptions {
   timeZone?: string;
   sync: boolean;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Filled with the session files' checkpoints as read before the import check, when no import followed (they are
+   * then the store's current ones); emptied when an import ran.
+   */
+  checkpoints?: Map<string, FileCheckpoint | undefined>;
 }
 
 export async function computeStatusline(store: Store, input: StatuslineInput | null, opts: ComputeOptions): Promise<StatuslineData> {
@@ -109,7 +114,8 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
   if (opts.sync && input?.transcriptPath && existsSync(input.transcriptPath)) {
     try {
       const files = sessionFiles(input.transcriptPath);
-      if (await anyChanged(store, files)) {
+      if (await anyChanged(store, files, opts.checkpoints)) {
+        opts.checkpoints?.clear();
         // Loaded only when there is something to read (Claude Code also refreshes on timers and mode changes).
         stage = 2;
         const { syncTranscripts } = await import('../../sources/transcripts/sync.js');
@@ -160,7 +166,7 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
  * checkpoints, and every key stored for the session. Null when that path could not be exact from here.
  */
 async function fastStateBase(sqlite: import('../../store/sqlite/sqlite-store.js').SqliteStore, input: StatuslineInput,
-  data: StatuslineData, now: number, env: NodeJS.ProcessEnv): Promise<Omit<FastState, 'stamps'> | null> {
+  data: StatuslineData, now: number, env: NodeJS.ProcessEnv, known: Map<string, FileCheckpoint | undefined>): Promise<Omit<FastState, 'stamps'> | null> {
   const b = data.block;
   if (!data.session || !b || b.firstTs == null || b.lastTs == null || data.syncError || !input.transcriptPath) return null;
   const facts = sqlite.sessionKeyFacts(data.session.id, now);
@@ -168,7 +174,8 @@ async function fastStateBase(sqlite: import('../../store/sqlite/sqlite-store.js'
   const { foundFilesFor } = await import('../../sources/transcripts/sync.js');
   const files: FastState['files'] = [];
   for (const file of foundFilesFor(sessionFiles(input.transcriptPath), env)) {
-    const checkpoint = await sqlite.getCheckpoint(file.path);
+    // Read once already when this run imported nothing (computeStatusline's `checkpoints`).
+    const checkpoint = known.has(file.path) ? known.get(file.path) : await sqlite.getCheckpoint(file.path);
     if (!checkpoint) return null;
     files.push({ file, checkpoint });
   }
@@ -268,10 +275,11 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
     // A statusline must not wait on a writer: a short busy timeout, then show what is stored.
     const sqlite = SqliteStore.open(databasePath(env), prices, { busyTimeoutMs: 200 });
     store = sqlite;
-    const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env });
+    const checkpoints = new Map<string, FileCheckpoint | undefined>();
+    const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env, checkpoints });
     const line = flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data);
     emit(1, line + '\n');
-    const fastBase = eligible ? await fastStateBase(sqlite, input!, data, now, env) : null;
+    const fastBase = eligible ? await fastStateBase(sqlite, input!, data, now, env, checkpoints) : null;
     // The WAL stays for the next call (fsynced, see SqliteStore.close): closing would checkpoint it and delete
     // the file, and the next call's first commit would create it again: 4 fsyncs per call where this is 1.
     await sqlite.close({ atExit: true, walLimitBytes: STATUSLINE_WAL_LIMIT_BYTES });
