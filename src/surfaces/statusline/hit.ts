@@ -42,6 +42,7 @@ export function statuslineFromLineCache(argv: string[], env: NodeJS.ProcessEnv =
     const input = parseStatuslineInput(stdin);
     if (!input?.sessionId) return { answered: false, stdin };
     const home = homeDir(env);
+    if (!home) return { answered: false, stdin }; // no HOME: the full command asks node:os
     const files = input.transcriptPath ? sessionFiles(input.transcriptPath) : [];
     const doc = readCacheEntry(home, input.sessionId);
     const now = clockNow(env);

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { clockNow } from '../../analysis/blocks.js';
 import type { PriceBook } from '../../core/pricing/pricebook.js';
-import { cachePath, homeDir, storeStamps, writeCachedLine } from './cache.js';
+import { cachePath, resolveHomeDir, storeStamps, writeCachedLine } from './cache.js';
 import { fastStateOf, fastStatusline, readFastState } from './fast.js';
 import { lineCacheKey } from './hit.js';
 import { emit, parseStatuslineArgs, parseStatuslineInput, sessionFiles, type StatuslineFlags, type StatuslineInput } from './input.js';
@@ -65,7 +65,7 @@ export async function runFastStatusline(argv: string[], env: NodeJS.ProcessEnv,
     if (!fastEligible(input, flags, env)) return false;
     // The cache entry the front read (null: there was none), and its line-cache key and clock (hit.ts).
     const keyed = typeof front.key === 'string' && typeof front.now === 'number';
-    return await fastAnswer(homeDir(env), input!, flags, sessionFiles(input!.transcriptPath!), keyed ? front.now! : clockNow(env),
+    return await fastAnswer(await resolveHomeDir(env), input!, flags, sessionFiles(input!.transcriptPath!), keyed ? front.now! : clockNow(env),
       front.entry ?? undefined, keyed ? front.key : undefined);
   } catch {
     return false;

@@ -12,7 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
-import { homeDir, readCachedLine, storeStamps, writeCachedLine } from './cache.js';
+import { readCachedLine, resolveHomeDir, storeStamps, writeCachedLine } from './cache.js';
 import type { FastState } from './fast.js';
 import { lineCacheKey } from './hit.js';
 import { emit, parseStatuslineArgs, parseStatuslineInput, readStdinStream, readStdinSync, sessionFiles, StatuslineUsageError,
@@ -251,7 +251,7 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
     const text = front.stdin !== undefined ? front.stdin : readStdinSync();
     const input = parseStatuslineInput(text ?? await readStdinStream());
     const now = clockNow(env);
-    const home = homeDir(env);
+    const home = await resolveHomeDir(env);
     // The same line as last time when nothing it depends on changed: answered without loading SQLite.
     const keyOf = (files: string[]) => lineCacheKey(home, input, flags, now, files);
     const files = input?.transcriptPath ? sessionFiles(input.transcriptPath) : [];
