@@ -20,8 +20,11 @@ export function fastEligible(input: StatuslineInput | null, flags: StatuslineFla
     && env.TOKENTALLY_STATUSLINE_FAST !== '0' && env.TOKENTALLY_STATUSLINE_CACHE !== '0');
 }
 
-/** The price book without cli/context.js (which loads the SQLite store's modules); null when prices.json does not load. */
-async function fastPriceBook(home: string): Promise<PriceBook | null> {
+/**
+ * The price book as cli/context.ts loadPriceBook makes it (the built-in catalog, or prices.json applied to it),
+ * without that module; null when prices.json does not load.
+ */
+export async function priceBookOrNull(home: string): Promise<PriceBook | null> {
   const { PriceBook } = await import('../../core/pricing/pricebook.js');
   const path = join(home, 'prices.json');
   if (!existsSync(path)) return PriceBook.builtin();
@@ -44,7 +47,7 @@ export async function fastAnswer(home: string, input: StatuslineInput, flags: St
   // After another writer the stamps differ: no price book to build then. A price file that does not load sends
   // the call to the full run, which reports it.
   const stamps = storeStamps(home, JSON.stringify(flags));
-  const prices = state && state.stamps === stamps && await fastPriceBook(home);
+  const prices = state && state.stamps === stamps && await priceBookOrNull(home);
   const fast = prices && fastStatusline(state, input, prices, now, stamps, files.map((f) => resolve(f)));
   if (!fast) return false;
   const line = formatStatusline(fast.data);

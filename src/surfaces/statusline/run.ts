@@ -9,7 +9,7 @@
  * error prints `tokentally: unavailable` and exits 0 (a statusline must not show a stack trace).
  */
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { clockNow, findActiveBlock, type Block } from '../../analysis/blocks.js';
 import type { FileCheckpoint, Store } from '../../store/store.js';
 import { readCachedLine, resolveHomeDir, storeStamps, writeCachedLine } from './cache.js';
@@ -18,7 +18,7 @@ import { lineCacheKey } from './hit.js';
 import { emit, parseStatuslineArgs, parseStatuslineInput, readStdinStream, readStdinSync, sessionFiles, StatuslineUsageError,
   type StatuslineFlags, type StatuslineInput } from './input.js';
 import { formatStatusline, type StatuslineData } from './line.js';
-import { fastAnswer, fastEligible } from './quick.js';
+import { fastAnswer, fastEligible, priceBookOrNull } from './quick.js';
 
 /**
  * True when a file differs from its checkpoint the way the importer decides it (device, inode, size, mtime). The
@@ -269,11 +269,13 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
     const flagsKey = JSON.stringify(flags);
     if (eligible && !front.fastTried && await fastAnswer(home, input!, flags, files, now)) return 0;
     stage = Math.max(stage, 1);
-    const [{ SqliteStore }, { databasePath, loadPriceBook }] = await Promise.all([
-      import('../../store/sqlite/sqlite-store.js'), import('../cli/context.js')]);
-    const prices = loadPriceBook(env);
-    // A statusline must not wait on a writer: a short busy timeout, then show what is stored.
-    const sqlite = SqliteStore.open(databasePath(env), prices, { busyTimeoutMs: 200 });
+    const { SqliteStore } = await import('../../store/sqlite/sqlite-store.js');
+    // The price book as cli/context.ts loadPriceBook makes it, without that module (it loads node:os); a price file
+    // that does not load goes to loadPriceBook itself, which says why.
+    const prices = await priceBookOrNull(home) ?? (await import('../cli/context.js')).loadPriceBook(env);
+    // A statusline must not wait on a writer: a short busy timeout, then show what is stored. (`home` follows
+    // cli/context.ts tokentallyHome: the same database.)
+    const sqlite = SqliteStore.open(join(home, 'tokentally.db'), prices, { busyTimeoutMs: 200 });
     store = sqlite;
     const checkpoints = new Map<string, FileCheckpoint | undefined>();
     const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env, checkpoints });
