@@ -124,6 +124,8 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
   const started = Date.now();
   const stats: ProxyStats = { requests: 0, inFlight: 0, recorded: 0, clientAborts: 0, upstreamErrors: 0, staleSocketRetries: 0, blocked: 0, rewritten: 0, forwardedFirst: 0 };
   const live = new Set<Exchange>();
+  /** Request bodies being read by the sink (records wait for them; `close` too). */
+  const reading = new Set<Promise<void>>();
   const conns = new Set<ClientConn>();
   let shuttingDown = false;
 
@@ -535,7 +537,7 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
      */
     maybeInspect(): void {
       if (!this.requestDone || (!this.answered && !this.done)) return;
-      if (this.infoPreset || this.info !== null) {
+      if (this.infoPreset || this.info !== null || this.infoWait) {
         this.wire = null;
         this.chunkedPayload = null;
         return;
@@ -543,12 +545,27 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       const body = this.recordable ? this.body() : null;
       this.wire = null;
       this.chunkedPayload = null;
+      if (body !== null && options.sink.readBody) {
+        // Read on the sink's thread: parsing a large body here would hold every other stream meanwhile.
+        const wait = options.sink.readBody(body).then((info) => {
+          this.info = info;
+        }, () => {
+          this.info = inspectRequestBody(null);
+        });
+        this.infoWait = wait;
+        reading.add(wait);
+        void wait.finally(() => reading.delete(wait));
+        return;
+      }
       this.info = inspectRequestBody(null);
       if (body === null) return;
       setImmediate(() => {
         this.info = inspectRequestBody(body);
       });
     }
+
+    /** The request body is being read by the sink (`maybeInspect`); the record waits for it. */
+    infoWait: Promise<void> | null = null;
 
     /** Parse the body once (its request info is read from the same parse) and describe it for the policy. */
     private gateRequest(body: Buffer): GateRequest {
@@ -931,6 +948,12 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
     }
 
     record(outcome: Outcome, errorCode: string | null, latencyMs: number): void {
+      if (this.infoWait) {
+        const wait = this.infoWait;
+        this.infoWait = null;
+        void wait.then(() => this.record(outcome, errorCode, latencyMs));
+        return;
+      }
       try {
         let facts: ResponseFacts | null = null;
         if (this.scanner) {
@@ -1037,8 +1060,9 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       });
       clearInterval(sweeper);
       pool.destroy();
-      // Let the last records reach the sink (they are built on setImmediate).
+      // Let the last records reach the sink (they are built on setImmediate, some once their body is read).
       await new Promise((r) => setImmediate(r));
+      while (reading.size) await Promise.all([...reading]);
       await new Promise((r) => setImmediate(r));
     },
     stats: () => ({ ...stats }),

@@ -10,6 +10,7 @@ import { applyUserPrices } from '../../core/pricing/user-prices.js';
 import type { RequestRecord } from '../../core/types.js';
 import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
 import type { Store } from '../../store/store.js';
+import { inspectRequestBody, type RequestInfo } from './record.js';
 import { Recorder } from './recorder.js';
 
 export interface StoreWorkerData {
@@ -22,7 +23,8 @@ export interface StoreWorkerData {
 }
 
 export type ToWorker =
-  | { t: 'records'; id: number; records: RequestRecord[] }
+  /** Records to write, and request bodies to read (answered with `bodies` before the `ack`). */
+  | { t: 'records'; id: number; records: RequestRecord[]; bodies?: { id: number; bytes: Uint8Array }[] }
   | { t: 'flush'; id: number }
   | { t: 'replay'; id: number }
   | { t: 'close'; id: number }
@@ -33,6 +35,7 @@ export type FromWorker =
   | { t: 'ack'; id: number; stats: ReturnType<Recorder['stats']> }
   | { t: 'result'; id: number; ok: true; value: unknown }
   | { t: 'result'; id: number; ok: false; error: string }
+  | { t: 'bodies'; infos: [number, RequestInfo][] }
   | { t: 'problem'; message: string };
 
 /** The Store methods the proxy's policy (budgets, alerts, routing decisions) may call on the worker's store. */
@@ -80,6 +83,11 @@ if (parentPort) {
         port.postMessage({ t: 'result', id: msg.id, ok: false, error: (err as Error).message } satisfies FromWorker);
       }
       return;
+    }
+    if (msg.t === 'records' && msg.bodies?.length) {
+      // Read first: the proxy builds these requests' records once it has the answers.
+      const infos: [number, RequestInfo][] = msg.bodies.map((b) => [b.id, inspectRequestBody(Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength))]);
+      port.postMessage({ t: 'bodies', infos } satisfies FromWorker);
     }
     await ready;
     try {

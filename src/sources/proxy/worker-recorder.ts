@@ -2,6 +2,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { RequestRecord } from '../../core/types.js';
+import { inspectRequestBody, type RequestInfo } from './record.js';
 import type { RecorderStats, RecordSink } from './recorder.js';
 import type { Store } from '../../store/store.js';
 import type { FromWorker, PolicyStoreMethod, StoreWorkerData, ToWorker } from './store-worker.js';
@@ -28,6 +29,11 @@ const MAX_RESTARTS = 5;
 export class WorkerRecorder implements RecordSink {
   private worker: Worker | null = null;
   private pending: RequestRecord[] = [];
+  /** Request bodies to read on the worker: a tight copy each, sent (transferred) with the next batch. */
+  private pendingBodies: { id: number; bytes: Uint8Array }[] = [];
+  /** Bodies being read; the original is kept to read it here if the worker dies first. */
+  private readonly reads = new Map<number, { body: Buffer; resolve: (info: RequestInfo) => void }>();
+  private bodySeq = 0;
   private readonly unacked = new Map<number, RequestRecord[]>();
   private readonly waiters = new Map<number, () => void>();
   private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -49,11 +55,34 @@ export class WorkerRecorder implements RecordSink {
   add(record: RequestRecord): void {
     if (this.closing) return;
     this.pending.push(record);
-    if (this.pending.length >= 256) this.post();
+    this.schedule();
+  }
+
+  readBody(body: Buffer): Promise<RequestInfo> {
+    if (this.closing || !this.worker) return Promise.resolve(inspectRequestBody(body));
+    const id = ++this.bodySeq;
+    const bytes = new Uint8Array(body.length);
+    bytes.set(body);
+    return new Promise<RequestInfo>((resolve) => {
+      this.reads.set(id, { body, resolve });
+      this.pendingBodies.push({ id, bytes });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.pending.length + this.pendingBodies.length >= 256) this.post();
     else if (!this.timer) {
       this.timer = setTimeout(() => this.post(), this.opts.batchMs ?? 50);
       this.timer.unref();
     }
+  }
+
+  /** Read here every body still waiting for the worker (it died, or the recorder is closing). */
+  private readPendingBodiesHere(): void {
+    this.pendingBodies = [];
+    for (const { body, resolve } of this.reads.values()) resolve(inspectRequestBody(body));
+    this.reads.clear();
   }
 
   async flush(): Promise<void> {
@@ -74,6 +103,7 @@ export class WorkerRecorder implements RecordSink {
     const w = this.worker;
     this.worker = null;
     if (w) await w.terminate().catch(() => undefined);
+    this.readPendingBodiesHere();
     // Anything the worker never confirmed goes to the spool.
     this.spoolUnacked();
   }
@@ -124,18 +154,22 @@ export class WorkerRecorder implements RecordSink {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.pending.length === 0) return;
+    if (this.pending.length === 0 && this.pendingBodies.length === 0) return;
     const records = this.pending;
+    const bodies = this.pendingBodies;
     this.pending = [];
+    this.pendingBodies = [];
     const id = ++this.seq;
     this.unacked.set(id, records);
     if (!this.worker) {
+      this.readPendingBodiesHere();
       this.spoolUnacked();
       return;
     }
     try {
-      this.worker.postMessage({ t: 'records', id, records } satisfies ToWorker);
+      this.worker.postMessage({ t: 'records', id, records, bodies } satisfies ToWorker, bodies.map((b) => b.bytes.buffer as ArrayBuffer));
     } catch (err) {
+      this.readPendingBodiesHere();
       this.problem(`handing records to the store worker: ${(err as Error).message}`);
       this.spoolUnacked();
     }
@@ -174,6 +208,13 @@ export class WorkerRecorder implements RecordSink {
         clearTimeout(call.timer);
         if (m.ok) call.resolve(m.value);
         else call.reject(new Error(m.error));
+      } else if (m.t === 'bodies') {
+        for (const [bodyId, info] of m.infos) {
+          const read = this.reads.get(bodyId);
+          if (!read) continue;
+          this.reads.delete(bodyId);
+          read.resolve(info);
+        }
       } else if (m.t === 'problem') {
         this.problem(m.message);
       }
@@ -182,6 +223,7 @@ export class WorkerRecorder implements RecordSink {
     w.on('exit', () => {
       if (this.worker !== w) return;
       this.worker = null;
+      this.readPendingBodiesHere();
       for (const done of this.waiters.values()) done();
       this.waiters.clear();
       for (const call of this.calls.values()) {
