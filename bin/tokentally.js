@@ -140,7 +140,9 @@ function runStatuslineSteps() {
   const argv3 = process.argv.slice(3);
   const r = hit.statuslineFromLineCache(argv3);
   if (r.answered) process.exit(0);
-  const front = { stdin: r.stdin, lineCacheChecked: true, fastTried: false };
+  // fastTried: the front found no state the store-free path could use (none, or another process wrote the store
+  // since), so the full run does not look again.
+  const front = { stdin: r.stdin, lineCacheChecked: true, fastTried: !r.fastPossible };
   const full = () => {
     if (runBundle('statusline', front)) return;
     // The front read stdin: the statusline from the ES modules, given what it read.
