@@ -1068,7 +1068,11 @@ export function createProxy(options: ProxyOptions): ProxyHandle {
       pool.destroy();
       // Let the last records reach the sink (they are built on setImmediate, some once their body is read).
       await new Promise((r) => setImmediate(r));
-      while (reading.size) await Promise.all([...reading]);
+      // (A store worker stuck on a locked database answers late: wait a while, not forever.)
+      const readDeadline = Date.now() + 10_000;
+      while (reading.size && Date.now() < readDeadline) {
+        await Promise.race([Promise.all([...reading]), new Promise((r) => setTimeout(r, 100).unref())]);
+      }
       await new Promise((r) => setImmediate(r));
     },
     stats: () => ({ ...stats }),
