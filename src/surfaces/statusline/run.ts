@@ -107,13 +107,15 @@ export interface ComputeOptions {
    * then the store's current ones); emptied when an import ran.
    */
   checkpoints?: Map<string, FileCheckpoint | undefined>;
+  /** The session's files (`sessionFiles` of the input's transcript), when the caller listed them already. */
+  files?: string[];
 }
 
 export async function computeStatusline(store: Store, input: StatuslineInput | null, opts: ComputeOptions): Promise<StatuslineData> {
   let syncError: string | null = null;
   if (opts.sync && input?.transcriptPath && existsSync(input.transcriptPath)) {
     try {
-      const files = sessionFiles(input.transcriptPath);
+      const files = opts.files ?? sessionFiles(input.transcriptPath);
       if (await anyChanged(store, files, opts.checkpoints)) {
         opts.checkpoints?.clear();
         // Loaded only when there is something to read (Claude Code also refreshes on timers and mode changes).
@@ -166,14 +168,15 @@ export async function computeStatusline(store: Store, input: StatuslineInput | n
  * checkpoints, and every key stored for the session. Null when that path could not be exact from here.
  */
 async function fastStateBase(sqlite: import('../../store/sqlite/sqlite-store.js').SqliteStore, input: StatuslineInput,
-  data: StatuslineData, now: number, env: NodeJS.ProcessEnv, known: Map<string, FileCheckpoint | undefined>): Promise<Omit<FastState, 'stamps'> | null> {
+  data: StatuslineData, now: number, env: NodeJS.ProcessEnv, known: Map<string, FileCheckpoint | undefined>,
+  sessionPaths: string[]): Promise<Omit<FastState, 'stamps'> | null> {
   const b = data.block;
   if (!data.session || !b || b.firstTs == null || b.lastTs == null || data.syncError || !input.transcriptPath) return null;
   const facts = sqlite.sessionKeyFacts(data.session.id, now);
   if (facts.requestIdRows || facts.futureRows) return null;
   const { foundFilesFor } = await import('../../sources/transcripts/sync.js');
   const files: FastState['files'] = [];
-  for (const file of foundFilesFor(sessionFiles(input.transcriptPath), env)) {
+  for (const file of foundFilesFor(sessionPaths, env)) {
     // Read once already when this run imported nothing (computeStatusline's `checkpoints`).
     const checkpoint = known.has(file.path) ? known.get(file.path) : await sqlite.getCheckpoint(file.path);
     if (!checkpoint) return null;
@@ -278,10 +281,12 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
     const sqlite = SqliteStore.open(join(home, 'tokentally.db'), prices, { busyTimeoutMs: 200 });
     store = sqlite;
     const checkpoints = new Map<string, FileCheckpoint | undefined>();
-    const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env, checkpoints });
+    // The session's files are listed once per call: the import check, the store-free path's state and the line
+    // cache's key describe the same files (a subagent file that appears meanwhile makes the next call a miss).
+    const data = await computeStatusline(store, input, { now, timeZone: flags.timeZone, sync: flags.sync, env, checkpoints, files });
     const line = flags.json ? JSON.stringify(toJson(data)) : formatStatusline(data);
     emit(1, line + '\n');
-    const fastBase = eligible ? await fastStateBase(sqlite, input!, data, now, env, checkpoints) : null;
+    const fastBase = eligible ? await fastStateBase(sqlite, input!, data, now, env, checkpoints, files) : null;
     // The WAL stays for the next call (fsynced, see SqliteStore.close): closing would checkpoint it and delete
     // the file, and the next call's first commit would create it again: 4 fsyncs per call where this is 1.
     await sqlite.close({ atExit: true, walLimitBytes: STATUSLINE_WAL_LIMIT_BYTES });
@@ -289,7 +294,7 @@ export async function runStatusline(argv: string[], env: NodeJS.ProcessEnv = pro
     // Keyed on the state after this run's own import (and the close's WAL checkpoint).
     if (input?.sessionId && !data.syncError) {
       const fast: FastState | null = fastBase && { ...fastBase, stamps: storeStamps(home, flagsKey) };
-      writeCachedLine(home, input.sessionId, keyOf(input.transcriptPath ? sessionFiles(input.transcriptPath) : []), line,
+      writeCachedLine(home, input.sessionId, keyOf(files), line,
         fast ? { fast } : {});
     }
   } catch (err) {
